@@ -173,7 +173,12 @@ void lg_guardian_stop(void)
 
 void lg_guardian_after_fork_child(void)
 {
-	/* The thread did not survive fork; its eventfd did, and is ours alone in this process. */
+	/* The thread did not survive fork. Its eventfd did, but it is shared with the parent: a
+	 * wake-up written here could be read by the parent's guardian (and the other way round), so
+	 * the child gets an eventfd of its own. */
+	if (wake_fd >= 0)
+		syscall(SYS_close, wake_fd);
+	wake_fd = -1;
 	atomic_store(&running, 0);
 	atomic_store(&report_requested, 0);
 	lg_guardian_start();

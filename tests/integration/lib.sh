@@ -14,6 +14,8 @@ need() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "$c is not in
 
 # guarded CMD...: run CMD with libguard preloaded, reports into $T/reports.
 guarded() { LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports "$@"; }
+# For a background run whose $! must be the program itself: `guarded_exec CMD... &`.
+guarded_exec() { LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports exec "$@"; }
 
 # A C program built from a here-doc: build_c NAME [CFLAGS...] < source
 build_c() { local name=$1; shift; cat > "$T/$name.c"; cc -std=gnu11 -O1 -g -o "$T/$name" "$T/$name.c" "$@" -lpthread || fail "cannot build $name"; }

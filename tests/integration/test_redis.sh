@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 need redis-server redis-cli python3
 port=$((20000 + RANDOM % 20000))
-guarded redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+guarded_exec redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
   --dir "$T" >"$T/redis.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
