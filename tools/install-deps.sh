@@ -3,8 +3,8 @@
 #   install-deps.sh build   compilers' libraries: libunwind, jemalloc, cJSON, cmocka, pkg-config
 #   install-deps.sh test    plus the real programs the integration tests run under the library
 set -eu
-build_pkgs="gcc make pkg-config libunwind-dev libjemalloc-dev libcjson-dev libcmocka-dev libjemalloc2"
-test_pkgs="python3 perl sqlite3 git redis-server redis-tools nginx-light wrk nodejs procps iproute2 g++ golang-go faketime heaptrack zlib1g-dev"
+build_pkgs="gcc make pkg-config libunwind-dev libjemalloc-dev libcjson-dev libcmocka-dev libjemalloc2 zlib1g-dev"
+test_pkgs="python3 perl sqlite3 git redis-server redis-tools nginx-light wrk nodejs procps iproute2 g++ golang-go faketime heaptrack librsvg2-bin binutils"
 case "${1:-build}" in
   build) want="$build_pkgs" ;;
   test) want="$build_pkgs $test_pkgs" ;;

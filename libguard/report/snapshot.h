@@ -159,6 +159,41 @@ void lg_json_string(struct lg_out *o, const char *s);
 /* Writers: each writes one file's contents to an lg_out. */
 int lg_write_json(const struct lg_snapshot *s, struct lg_out *o);
 
+/* ---- profiles (folded.c): the per-stack series the folded and pprof writers draw ----
+ *
+ * A profile exists when its section is present (its guard is enabled), even with no samples:
+ * its files are then written empty, so a periodic report never leaves a stale profile behind. */
+enum lg_profile {
+	LG_PROFILE_HEAP = 0,   /* heap.live: bytes, objects */
+	LG_PROFILE_FDS,        /* fd.by_site: open fds */
+	LG_PROFILE_LOCKS,      /* locks.contended: wait ns, contentions */
+	LG_PROFILE_CLOCK,      /* clock.realtime_readers: calls */
+	LG_PROFILE_THREADS,    /* threads.unjoined: threads */
+	LG_PROFILE_COUNT
+};
+struct lg_profile_info {
+	const char *name;      /* file infix: NAME.<name>.folded, NAME.<name>.pb.gz */
+	unsigned nvalues;      /* 1 or 2; value[0] is the one the folded file and flame graph show */
+	const char *type[2];   /* pprof sample types */
+	const char *unit[2];
+};
+extern const struct lg_profile_info lg_profiles[LG_PROFILE_COUNT];
+bool lg_profile_present(const struct lg_snapshot *s, enum lg_profile p);
+size_t lg_profile_nsamples(const struct lg_snapshot *s, enum lg_profile p);
+/* Sample i of profile p: its stack id and values (value[1] is 0 for one-value profiles). */
+void lg_profile_sample(const struct lg_snapshot *s, enum lg_profile p, size_t i, uint32_t *stack,
+		       uint64_t value[2]);
+/* A frame's name in flame graphs and pprof: the function, else module basename+0xoffset, else
+ * the address. Never contains ';', a newline or a NUL-less surprise. */
+void lg_frame_name(const struct lg_snap_frame *fr, char *out, size_t outlen);
+
+/* One folded file: `root;...;leaf value` per sample. */
+int lg_write_folded_profile(const struct lg_snapshot *s, enum lg_profile p, struct lg_out *o);
+/* One pprof profile (profile.proto), gzip-compressed. */
+int lg_write_pprof_profile(const struct lg_snapshot *s, enum lg_profile p, struct lg_out *o);
+/* The Prometheus text exposition (metric names documented in prom.c). */
+int lg_write_prom(const struct lg_snapshot *s, struct lg_out *o);
+
 /* A report file written atomically: a temp file in the same dir (O_EXCL|O_NOFOLLOW, 0600),
  * renamed into place by commit (status 0) or removed (status != 0). */
 struct lg_report_file {
