@@ -31,7 +31,7 @@ BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC -I. $(WARN) -MMD -MP \
 ALL_CFLAGS = $(BASE_CFLAGS) $(DEP_CFLAGS) $(CFLAGS)
 
 # jemalloc is linked even though no symbol may look needed at link time: allocation forwards to it.
-LIB_LIBS := -Wl,--no-as-needed -ljemalloc -Wl,--as-needed -lunwind -lcjson -ldl -lpthread -lm
+LIB_LIBS := -Wl,--no-as-needed -ljemalloc -Wl,--as-needed -lunwind -lcjson -lz -ldl -lpthread -lm
 
 CORE_SRC := $(wildcard libguard/*.c libguard/report/*.c) $(filter-out policy/main.c,$(wildcard policy/*.c))
 HOOK_SRC := $(wildcard hooks/*.c)
@@ -78,12 +78,18 @@ $(BUILD)/libguard.a: $(CORE_OBJ) $(HOOK_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libguard.pc: libguard.pc.in
+# What embeds PREFIX is rebuilt when PREFIX changes (`make install PREFIX=X` after a plain `make`):
+# the stamp is rewritten only when its content differs, so an unchanged PREFIX rebuilds nothing.
+$(BUILD)/prefix.stamp: FORCE
+	@mkdir -p $(BUILD); echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
+.PHONY: FORCE
+
+$(BUILD)/libguard.pc: libguard.pc.in $(BUILD)/prefix.stamp
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/^#define LG_VERSION "\(.*\)"/\1/p' libguard/internal.h)|g' $< > $@
 
 # guardrun links only the policy parser: it is never loaded into a host, and must not boot a guard.
 SAN_POLICY_OBJ := $(filter $(SANOBJ)/policy/%,$(SAN_CORE_OBJ))
-$(BUILD)/guardrun: tools/guardrun.c $(SAN_POLICY_OBJ)
+$(BUILD)/guardrun: tools/guardrun.c $(SAN_POLICY_OBJ) $(BUILD)/prefix.stamp
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -DLG_PREFIX='"$(PREFIX)"' $< $(SAN_POLICY_OBJ) -o $@ -lcjson -lm
 
 $(BUILD)/guard-report: tools/guard-report.c $(wildcard tools/report_*.c)

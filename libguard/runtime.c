@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <link.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -208,7 +210,9 @@ static void install_signal(void)
 		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_report_signal;
-	sa.sa_flags = SA_RESTART;
+	/* SA_ONSTACK: the Go runtime requires it of handlers installed by C code (os/signal docs);
+	 * elsewhere it changes nothing unless the thread has an alternate stack. */
+	sa.sa_flags = SA_RESTART | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(lg_policy.report.signal, &sa, NULL) != 0)
 		lg_warn("cannot install the report signal handler: %s", strerror(errno));
@@ -260,22 +264,44 @@ int lg_init(const char *policy_path)
 	return 0;
 }
 
-/* Preloaded, or linked into the program? Linked programs start the guard with guard_start(). */
+/* Preloaded, or linked into the program? Linked programs start the guard with guard_start().
+ * Preloaded means: the object holding this code is not the executable (a static link puts it
+ * there; glibc gives the executable's link_map an empty name) and LD_PRELOAD names that very
+ * file. Entries are compared as files, not as substrings (the executable "lib" is not preloaded
+ * because LD_PRELOAD holds /usr/lib/...), and dladdr() reports the executable as argv[0], which
+ * cannot be compared with /proc/self/exe. ld.so(8): entries are separated by spaces or colons;
+ * one without a slash is searched for like a DT_NEEDED name. */
 static bool preloaded(void)
 {
-	Dl_info info;
 	const char *preload = getenv("LD_PRELOAD");
+	struct link_map *map = NULL;
+	struct stat self, st;
+	Dl_info info;
 
 	if (!preload || !*preload)
 		return false;
-	if (!dladdr((void *)preloaded, &info) || !info.dli_fname)
+	if (!dladdr1((void *)preloaded, &info, (void **)&map, RTLD_DL_LINKMAP) || !map ||
+	    !map->l_name || !map->l_name[0])
 		return false;
-	const char *base = strrchr(info.dli_fname, '/');
-	base = base ? base + 1 : info.dli_fname;
-	/* Our object is the executable itself when linked statically: not preloaded. */
-	if (strcmp(info.dli_fname, exe_path) == 0)
+	if (stat(map->l_name, &self) != 0)
 		return false;
-	return strstr(preload, base) != NULL;
+	const char *base = strrchr(map->l_name, '/');
+	base = base ? base + 1 : map->l_name;
+	for (const char *p = preload; *p;) {
+		size_t n = strcspn(p, " :");
+		char entry[LG_POLICY_PATH_MAX];
+		if (n > 0 && n < sizeof(entry)) {
+			memcpy(entry, p, n);
+			entry[n] = '\0';
+			if (strchr(entry, '/') ? stat(entry, &st) == 0 && st.st_dev == self.st_dev &&
+						 st.st_ino == self.st_ino
+					       : strcmp(entry, base) == 0)
+				return true;
+		}
+		p += n;
+		p += strspn(p, " :");
+	}
+	return false;
 }
 
 __attribute__((constructor(101))) static void lg_constructor(void)

@@ -1,0 +1,3 @@
+module example.com/libguard/cgo
+
+go 1.19
