@@ -3,6 +3,8 @@
 # Usage: run-unit.sh BIN... ; exit status 1 if any test failed.
 passed=0; failed=0
 for bin in "$@"; do
+  case "$bin" in *.d) continue ;; esac   # make's dependency files sit beside the binaries
+  [ -x "$bin" ] || continue
   out=$(timeout 300 "$bin" 2>&1); rc=$?
   p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
   f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)

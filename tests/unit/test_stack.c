@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <link.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,9 @@
 /* noclone: a constprop clone would be named "fn.constprop.0". */
 #define NOINLINE __attribute__((noinline, noclone))
 
-/* A volatile access after a call keeps it out of tail position, so the caller keeps its frame. */
-static volatile unsigned sink;
+/* A volatile access after a call keeps it out of tail position, so the caller keeps its frame.
+ * Per thread: the concurrency tests run these functions on several threads. */
+static __thread volatile unsigned sink;
 
 static NOINLINE uint32_t capture_here(unsigned skip)
 {
@@ -40,7 +42,8 @@ static NOINLINE uint32_t capture_here(unsigned skip)
 
 /* ---------------------------------------------------------------------------------------------
  * Distinct stacks on demand: walk(bits, levels) recurses `levels` times, through walk0 or walk1 as
- * the next bit says, so each (bits, levels) pair gives its own chain of return addresses.
+ * bit (levels - 1) says, so the low bits pick the innermost frames (the ones a depth limit keeps)
+ * and each value of bits below 2^levels gives its own chain of return addresses.
  * ------------------------------------------------------------------------------------------- */
 
 static uint32_t walk(uint32_t bits, unsigned levels);
@@ -71,10 +74,10 @@ static NOINLINE uint32_t walk(uint32_t bits, unsigned levels)
 
 	if (levels == 0)
 		id = lg_stack_capture(0);
-	else if (bits & 1)
-		id = walk1(bits >> 1, levels - 1);
+	else if (levels <= 32 && ((bits >> (levels - 1)) & 1))
+		id = walk1(bits, levels - 1);
 	else
-		id = walk0(bits >> 1, levels - 1);
+		id = walk0(bits, levels - 1);
 	sink++;
 	return id;
 }
@@ -95,7 +98,8 @@ static void test_stack_same_site_same_id(void **state)
 	uint32_t ids[2];
 
 	(void)state;
-	for (int i = 0; i < 2; i++)
+	/* volatile: an unrolled loop would be two call sites. */
+	for (volatile int i = 0; i < 2; i++)
 		ids[i] = capture_here(0);
 	assert_int_not_equal(ids[0], 0);
 	assert_int_equal(ids[0], ids[1]);
@@ -149,7 +153,7 @@ static void test_stack_skip_drops_innermost_frames(void **state)
 
 	(void)state;
 	/* One call instruction for both, so the stacks differ only by the skipped frame. */
-	for (unsigned skip = 0; skip < 2; skip++)
+	for (volatile unsigned skip = 0; skip < 2; skip++)
 		ids[skip] = capture_here(skip);
 	assert_int_not_equal(ids[0], ids[1]);
 	n0 = lg_stack_frames(ids[0], &f0);
@@ -368,14 +372,64 @@ static void test_symbol_names_survive_until_reset(void **state)
  * Concurrency
  * ------------------------------------------------------------------------------------------- */
 
+/* Under TSan a thread that used unw_backtrace must not exit: libunwind's trace-cache TSD destructor
+ * (trace_cache_free -> mempool_free -> pthread_mutex_lock) runs after TSan has finished the thread,
+ * and TSan's mutex interceptor crashes. Such a thread reports done and sleeps until the process
+ * exits; elsewhere threads are joined as usual. */
+struct test_thread {
+	pthread_t tid;
+	void *(*fn)(void *);
+	void *arg;
+	sem_t done;
+};
+
+static void *test_thread_main(void *p)
+{
+	struct test_thread *t = p;
+
+	t->fn(t->arg);
+	sem_post(&t->done);
+#ifdef __SANITIZE_THREAD__
+	for (;;)
+		pause();
+#endif
+	return NULL;
+}
+
+static int thread_start(struct test_thread *t, void *(*fn)(void *), void *arg)
+{
+	int rc;
+
+	t->fn = fn;
+	t->arg = arg;
+	sem_init(&t->done, 0, 0);
+	rc = pthread_create(&t->tid, NULL, test_thread_main, t);
+#ifdef __SANITIZE_THREAD__
+	if (rc == 0)
+		pthread_detach(t->tid);
+#endif
+	return rc;
+}
+
+static void thread_wait(struct test_thread *t)
+{
+	while (sem_wait(&t->done) != 0)
+		;
+#ifndef __SANITIZE_THREAD__
+	pthread_join(t->tid, NULL);
+#endif
+	sem_destroy(&t->done);
+}
+
 #define CONC_THREADS 4
 #define CONC_CAPTURES 50000
-#define CONC_PATTERNS 16    /* bits of walk() */
-#define CONC_LEVELS 20      /* walk() depths 4 .. 23: each round brings new stacks to race on */
+#define CONC_PATTERNS 16    /* stacks per round */
+#define CONC_LEVELS 20      /* rounds: each brings new stacks for the threads to race on */
 #define CONC_ROUND (CONC_CAPTURES / CONC_LEVELS)
+#define CONC_WALK 9         /* 2^9 >= CONC_LEVELS * CONC_PATTERNS distinct chains of 19 frames */
 
 struct conc_thread {
-	pthread_t tid;
+	struct test_thread thread;
 	uint32_t ids[CONC_LEVELS][CONC_PATTERNS];
 	unsigned mismatches;
 	unsigned zeros;
@@ -393,7 +447,7 @@ static void *conc_capture(void *arg)
 	pthread_barrier_wait(&conc_barrier);
 	for (unsigned i = 0; i < CONC_CAPTURES; i++) {
 		unsigned level = i / CONC_ROUND, bits = i % CONC_PATTERNS;
-		uint32_t id = walk(bits, 4 + level);
+		uint32_t id = walk(level * CONC_PATTERNS + bits, CONC_WALK);
 
 		if (id == 0)
 			t->zeros++;
@@ -428,19 +482,19 @@ static void test_stack_concurrent_captures_give_dense_ids(void **state)
 {
 	static struct conc_thread threads[CONC_THREADS];
 	uint32_t before = lg_stack_count(), lo = UINT32_MAX, hi = 0;
-	pthread_t reader;
+	static struct test_thread reader;
 
 	(void)state;
 	memset(threads, 0, sizeof(threads));
 	atomic_store(&conc_done, 0);
 	pthread_barrier_init(&conc_barrier, NULL, CONC_THREADS);
-	assert_int_equal(pthread_create(&reader, NULL, conc_read, NULL), 0);
+	assert_int_equal(thread_start(&reader, conc_read, NULL), 0);
 	for (int i = 0; i < CONC_THREADS; i++)
-		assert_int_equal(pthread_create(&threads[i].tid, NULL, conc_capture, &threads[i]), 0);
+		assert_int_equal(thread_start(&threads[i].thread, conc_capture, &threads[i]), 0);
 	for (int i = 0; i < CONC_THREADS; i++)
-		pthread_join(threads[i].tid, NULL);
+		thread_wait(&threads[i].thread);
 	atomic_store(&conc_done, 1);
-	pthread_join(reader, NULL);
+	thread_wait(&reader);
 	pthread_barrier_destroy(&conc_barrier);
 
 	/* Every thread got the same id for the same stack, and never 0. */
@@ -474,11 +528,16 @@ static void test_stack_concurrent_captures_give_dense_ids(void **state)
  * The loader lock
  * ------------------------------------------------------------------------------------------- */
 
+/* Fewer rounds under TSan: there, every finished thread stays parked (see struct test_thread). */
+#ifdef __SANITIZE_THREAD__
+#define DL_ROUNDS 30
+#else
 #define DL_ROUNDS 400
+#endif
 #define DL_TIMEOUT_S 60
 
 static _Atomic int dl_stop;
-static _Atomic unsigned long dl_captures;
+static _Atomic unsigned long dl_captures, dl_locked_captures;
 
 static void on_alarm(int sig)
 {
@@ -488,6 +547,32 @@ static void on_alarm(int sig)
 	(void)sig;
 	(void)!write(2, msg, sizeof(msg) - 1);
 	_exit(1);
+}
+
+/* A library this process can load and really unload: small, everywhere on Debian (dpkg needs
+ * them), and not already linked in (a loaded one would only gain a reference). */
+static const char *unloadable_library(void)
+{
+	static const char *const candidates[] = { "libbz2.so.1.0", "libmd.so.0", "libzstd.so.1",
+						  "libz.so.1" };
+
+	for (size_t i = 0; i < LG_ARRAY_SIZE(candidates); i++) {
+		void *h = dlopen(candidates[i], RTLD_LAZY | RTLD_NOLOAD);
+
+		if (h != NULL) {
+			dlclose(h);
+			continue;
+		}
+		h = dlopen(candidates[i], RTLD_LAZY | RTLD_LOCAL);
+		if (h == NULL)
+			continue;
+		dlclose(h);
+		h = dlopen(candidates[i], RTLD_LAZY | RTLD_NOLOAD);
+		if (h == NULL)
+			return candidates[i];
+		dlclose(h);
+	}
+	return NULL;
 }
 
 static void *dl_capture(void *arg)
@@ -507,66 +592,92 @@ static int capture_in_loader_lock(struct dl_phdr_info *info, size_t size, void *
 {
 	(void)info;
 	(void)size;
+	(void)arg;
 	if (capture_here(0) != 0)
-		(*(unsigned long *)arg)++;
+		atomic_fetch_add(&dl_locked_captures, 1);
 	return 0;
+}
+
+/* Fresh threads: libunwind's per-thread trace cache is empty, so their unwinds take the slow
+ * path (unw_step, fetch_proc_info, dl_iterate_phdr) where its locks are, as a thread sampled for
+ * the first time does. A warm thread almost never gets there. */
+static void *dl_fresh_capture(void *arg)
+{
+	(void)arg;
+	for (uint32_t bits = 0; bits < 8; bits++)
+		if (walk(bits, 6) != 0)
+			atomic_fetch_add(&dl_captures, 1);
+	return NULL;
+}
+
+static void *dl_fresh_locked(void *arg)
+{
+	(void)arg;
+	dl_iterate_phdr(capture_in_loader_lock, NULL);
+	return NULL;
 }
 
 static void *dl_capture_locked(void *arg)
 {
-	unsigned long *got = arg;
-
+	(void)arg;
 	while (!atomic_load(&dl_stop))
-		dl_iterate_phdr(capture_in_loader_lock, got);
+		dl_iterate_phdr(capture_in_loader_lock, NULL);
 	return NULL;
 }
 
 static void test_stack_dlopen_while_capturing_does_not_deadlock(void **state)
 {
-	pthread_t capturers[3], locked;
-	unsigned long locked_captures = 0;
+	static struct test_thread capturers[2], locked, fresh[4];
+	const char *lib = unloadable_library();
 	unsigned unloaded = 0;
 
 	(void)state;
+	assert_non_null(lib);
 	signal(SIGALRM, on_alarm);
 	alarm(DL_TIMEOUT_S);
 	atomic_store(&dl_stop, 0);
 	for (uintptr_t i = 0; i < LG_ARRAY_SIZE(capturers); i++)
-		assert_int_equal(pthread_create(&capturers[i], NULL, dl_capture, (void *)(i * 7)), 0);
-	assert_int_equal(pthread_create(&locked, NULL, dl_capture_locked, &locked_captures), 0);
+		assert_int_equal(thread_start(&capturers[i], dl_capture, (void *)(i * 7)), 0);
+	assert_int_equal(thread_start(&locked, dl_capture_locked, NULL), 0);
 
 	for (int round = 0; round < DL_ROUNDS; round++) {
-		void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+		void *h;
 
+		for (size_t i = 0; i < LG_ARRAY_SIZE(fresh); i++)
+			assert_int_equal(thread_start(&fresh[i], i % 2 ? dl_fresh_locked : dl_fresh_capture,
+						      NULL), 0);
+		h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
 		assert_non_null(h);
-		assert_non_null(dlsym(h, "zlibVersion"));
 		dlclose(h);
 		/* Pins that the library really goes away, so the loader rewrites its lists. */
-		h = dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD);
+		h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
 		if (h == NULL)
 			unloaded++;
 		else
 			dlclose(h);
+		for (size_t i = 0; i < LG_ARRAY_SIZE(fresh); i++)
+			thread_wait(&fresh[i]);
 	}
 	atomic_store(&dl_stop, 1);
 	for (size_t i = 0; i < LG_ARRAY_SIZE(capturers); i++)
-		pthread_join(capturers[i], NULL);
-	pthread_join(locked, NULL);
+		thread_wait(&capturers[i]);
+	thread_wait(&locked);
 	alarm(0);
 	signal(SIGALRM, SIG_DFL);
 
 	assert_int_equal(unloaded, DL_ROUNDS);
 	assert_true(atomic_load(&dl_captures) > 0);
-	assert_true(locked_captures > 0);
-	print_message("dlopen/dlclose: %d rounds, %lu captures, %lu under the loader lock\n", DL_ROUNDS,
-		      atomic_load(&dl_captures), locked_captures);
+	assert_true(atomic_load(&dl_locked_captures) > 0);
+	print_message("dlopen/dlclose of %s: %d rounds, %lu captures, %lu under the loader lock\n",
+		      lib, DL_ROUNDS, atomic_load(&dl_captures), atomic_load(&dl_locked_captures));
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Cost (a measurement, printed; not an assertion)
  * ------------------------------------------------------------------------------------------- */
 
-#define COST_ROUNDS 200000
+#define COST_BATCHES 10
+#define COST_ROUNDS 20000
 
 static uint64_t now_ns(void)
 {
@@ -576,16 +687,25 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static NOINLINE double cost_of_capture(unsigned levels, uint32_t *depth)
+/* The fastest of several batches: the machine may be busy with other work. */
+static NOINLINE double cost_of_capture(uint32_t max_depth, uint32_t *depth)
 {
 	const uintptr_t *frames;
-	uint64_t t0;
+	double best = 1e18;
 
-	*depth = lg_stack_frames(walk(0, levels), &frames);   /* warm libunwind's caches */
-	t0 = now_ns();
-	for (int i = 0; i < COST_ROUNDS; i++)
-		walk(0, levels);
-	return (double)(now_ns() - t0) / COST_ROUNDS;
+	lg_stack_init(max_depth);
+	/* 13 levels of walk() give 27 frames, plus the test runner's: at least 32. */
+	*depth = lg_stack_frames(walk(0, 13), &frames);   /* warm libunwind's trace cache */
+	for (int b = 0; b < COST_BATCHES; b++) {
+		uint64_t t0 = now_ns();
+
+		for (int i = 0; i < COST_ROUNDS; i++)
+			walk(0, 13);
+		double ns = (double)(now_ns() - t0) / COST_ROUNDS;
+		best = ns < best ? ns : best;
+	}
+	lg_stack_init(32);
+	return best;
 }
 
 static NOINLINE uint32_t raw_unwind(unsigned levels)
@@ -603,25 +723,28 @@ static NOINLINE uint32_t raw_unwind(unsigned levels)
 
 static void test_stack_capture_cost(void **state)
 {
-	uint32_t depth, raw_depth;
-	double capture, raw;
-	uint64_t t0;
+	uint32_t depth, shallow_depth, raw_depth;
+	double capture, shallow, raw = 1e18;
 
 	(void)state;
-	lg_stack_init(32);
-	/* 13 levels of walk() give 27 frames, plus the test runner's: at least 32. */
-	capture = cost_of_capture(13, &depth);
+	capture = cost_of_capture(32, &depth);
 	assert_int_equal(depth, 32);
+	shallow = cost_of_capture(14, &shallow_depth);
+	assert_int_equal(shallow_depth, 14);
 
 	raw_depth = raw_unwind(26);
-	t0 = now_ns();
-	for (int i = 0; i < COST_ROUNDS; i++)
-		raw_unwind(26);
-	raw = (double)(now_ns() - t0) / COST_ROUNDS;
+	for (int b = 0; b < COST_BATCHES; b++) {
+		uint64_t t0 = now_ns();
 
-	print_message("lg_stack_capture, depth %u, warm: %.0f ns per capture (recursion included); "
-		      "bare unw_backtrace of %u frames: %.0f ns\n",
-		      depth, capture, raw_depth, raw);
+		for (int i = 0; i < COST_ROUNDS; i++)
+			raw_unwind(26);
+		double ns = (double)(now_ns() - t0) / COST_ROUNDS;
+		raw = ns < raw ? ns : raw;
+	}
+	print_message("lg_stack_capture, warm, best of %d x %d (recursion to reach the depth "
+		      "included): depth %u %.0f ns, depth %u %.0f ns; bare unw_backtrace of %u "
+		      "frames %.0f ns\n",
+		      COST_BATCHES, COST_ROUNDS, depth, capture, shallow_depth, shallow, raw_depth, raw);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -630,9 +753,13 @@ static void test_stack_capture_cost(void **state)
 
 static void test_stack_full_table_returns_zero(void **state)
 {
-	uint32_t known = capture_here(0), count, zeros = 0;
+	uint32_t known, count, zeros = 0;
 
 	(void)state;
+	/* Depth 11 is exactly walk()'s 5 levels: the two captures of it below, from different lines
+	 * of this function, are the same stack. */
+	lg_stack_init(11);
+	known = walk(7, 5);
 	/* 2^18 distinct chains of 18 levels: more than the table holds (2^17 ids). */
 	lg_stack_init(40);
 	for (uint32_t bits = 0; bits < (1u << 18); bits++)
@@ -641,10 +768,12 @@ static void test_stack_full_table_returns_zero(void **state)
 	count = lg_stack_count();
 	assert_true(zeros > 0);
 	assert_int_equal(walk(12345, 19), 0);   /* a new stack: no room */
+	assert_int_equal(walk(12346, 19), 0);
 	assert_int_equal(lg_stack_count(), count);
 	/* Known stacks are still found, and readable. */
+	lg_stack_init(11);
+	assert_int_equal(walk(7, 5), known);
 	lg_stack_init(32);
-	assert_int_equal(capture_here(0), known);
 	const uintptr_t *frames;
 	assert_true(lg_stack_frames(count, &frames) > 0);
 	print_message("table full at %u stacks, %.1f MiB touched\n", count,

@@ -1,0 +1,375 @@
+/* Stack capture and interning.
+ *
+ * lg_stack_capture() is reached from hooks on any thread at once (sampled allocations, fd
+ * creation, contended locks), sometimes from a thread that holds glibc's loader lock (a library
+ * constructor that allocates inside dlopen). So nothing here takes a lock: unwinding may itself
+ * take the loader lock through dl_iterate_phdr, and a thread in dlopen that calls malloc must never
+ * wait for us. Interning is a lock-free open-addressing table over one mmap'd region:
+ *
+ *   [ slots: 64-bit words, (hash tag << 32) | entry offset ]
+ *   [ index: 32-bit entry offsets, by stack id              ]
+ *   [ arena: entries, bump-allocated, never freed           ]
+ *
+ * An entry is written completely before a CAS publishes it in a slot (release), so whoever sees
+ * the slot sees the frames. Ids are dense (1, 2, 3 ...): an entry that won a slot takes the next
+ * index position with a CAS, and any thread that meets an entry without an id helps finish the
+ * numbering instead of waiting for the thread that inserted it (which may be preempted, or stopped
+ * by fork in the child). The region is never unmapped, so ids stay valid for the whole process.
+ */
+#include "libguard/internal.h"
+
+/* Local unwinding only: the _UL* entry points live in libunwind.so itself (-lunwind); without it
+ * the header names the remote-capable _U* ones of libunwind-x86_64.so. */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define STACK_DEFAULT_DEPTH 32u
+/* Frames of our own between unw_backtrace's first IP and the caller: unw_backtrace's frame (the
+ * IP after its getcontext call) and lg_stack_capture's. Found exactly at run time; this bounds the
+ * search and sizes the buffer. */
+#define STACK_INTERNAL_MAX 4u
+#define STACK_SKIP_MAX 16u
+#define STACK_BUF (LG_STACK_MAX_DEPTH + STACK_SKIP_MAX + STACK_INTERNAL_MAX)
+
+/* Capacity at full size; halved until the reservation succeeds (vm.overcommit_memory=2 ignores
+ * MAP_NORESERVE and charges the whole mapping). 131072 distinct stacks is far beyond what the
+ * sampled sites of a real service produce; beyond it a capture returns 0. */
+#define STACK_IDS_SHIFT 17u
+#define STACK_IDS_MIN_SHIFT 10u
+#define STACK_ARENA_PER_ID 1024u   /* bytes: an entry of depth 126 */
+#define STACK_PAGE 4096u
+#define STACK_REGION_MAX_PAGES \
+	(((((size_t)2 << STACK_IDS_SHIFT) * 8u) + (((size_t)1 << STACK_IDS_SHIFT) + 1u) * 4u + \
+	  ((size_t)1 << STACK_IDS_SHIFT) * STACK_ARENA_PER_ID) / STACK_PAGE + 2u)
+
+struct stack_entry {
+	_Atomic uint32_t id;   /* 0 until numbered */
+	uint32_t depth;
+	uint64_t hash;
+	uintptr_t frames[];
+};
+
+enum { REGION_NONE = 0, REGION_MAPPING, REGION_READY, REGION_FAILED };
+
+static struct {
+	_Atomic int state;
+	_Atomic uint32_t max_depth;
+	char *base;              /* published with state READY */
+	size_t len;
+	_Atomic uint64_t *slots;
+	uint32_t slot_mask;
+	_Atomic uint32_t *index; /* index[id] = entry offset / 8; index[0] unused */
+	uint32_t max_ids;
+	size_t arena_off, arena_len;
+	_Atomic uint64_t arena_used;
+	_Atomic uint32_t count;  /* ids handed out: index[1..count] are set and numbered */
+	_Atomic uint64_t self_bytes;
+	_Atomic int full_warned;
+	/* One bit per page of the region that we have written: self_bytes counts memory that is
+	 * resident because of us, not the reservation. */
+	_Atomic uint64_t touched[(STACK_REGION_MAX_PAGES + 63) / 64];
+} stk;
+
+/* ---------------------------------------------------------------------------------------------
+ * The region
+ * ------------------------------------------------------------------------------------------- */
+
+static int region_map(unsigned shift)
+{
+	size_t ids = (size_t)1 << shift;
+	size_t slots_len = (ids * 2) * sizeof(uint64_t);
+	size_t index_len = ((ids + 1) * sizeof(uint32_t) + 7) & ~(size_t)7;
+	size_t arena_len = ids * STACK_ARENA_PER_ID;
+	size_t len = slots_len + index_len + arena_len;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	stk.base = p;
+	stk.len = len;
+	stk.slots = p;
+	stk.slot_mask = (uint32_t)(ids * 2 - 1);
+	stk.index = (_Atomic uint32_t *)(void *)(stk.base + slots_len);
+	stk.max_ids = (uint32_t)ids;
+	stk.arena_off = slots_len + index_len;
+	stk.arena_len = arena_len;
+	return 0;
+}
+
+/* Count the pages of [off, off + len) we write for the first time. */
+static void region_touch(size_t off, size_t len)
+{
+	uint64_t added = 0;
+
+	for (size_t page = off / STACK_PAGE; page <= (off + len - 1) / STACK_PAGE; page++) {
+		uint64_t bit = (uint64_t)1 << (page % 64);
+
+		if (!(atomic_fetch_or(&stk.touched[page / 64], bit) & bit))
+			added += STACK_PAGE;
+	}
+	if (added) {
+		atomic_fetch_add(&stk.self_bytes, added);
+		lg_mem_account_mmap((int64_t)added);
+	}
+}
+
+static struct stack_entry *entry_at(uint32_t off8)
+{
+	return (struct stack_entry *)(void *)(stk.base + (size_t)off8 * 8);
+}
+
+static uint32_t entry_off8(const struct stack_entry *e)
+{
+	return (uint32_t)(((const char *)e - stk.base) / 8);
+}
+
+/* Libunwind's setup for this process, once, at boot.
+ *
+ * Caching policy: with the default UNW_CACHE_GLOBAL, libunwind 1.6 holds the global register-state
+ * cache lock (get_rs_cache, a mutex) while fetch_proc_info calls dl_iterate_phdr, which takes the
+ * loader's dl_load_write_lock: lock order "libunwind, then loader". A thread that already holds the
+ * loader lock and reaches a hook (a dl_iterate_phdr callback that allocates, a library constructor
+ * inside dlopen) unwinds in the opposite order, and the two deadlock; dlclose then waits for ever
+ * (test_stack_dlopen_while_capturing_does_not_deadlock caught exactly this). UNW_CACHE_PER_THREAD
+ * would take no lock, but Debian builds libunwind without --enable-per-thread-cache and
+ * unw_set_caching_policy silently turns it into UNW_CACHE_GLOBAL. UNW_CACHE_NONE takes no lock;
+ * unw_backtrace keeps its own per-thread trace cache (Gtrace.c, filled through tdep_stash_frame),
+ * so a warm capture still never parses DWARF.
+ *
+ * Warm-up: the first unwind runs tdep_init and creates the per-thread trace cache
+ * (pthread_setspecific, which may calloc); better here at boot than inside a hook. The busy flag
+ * keeps any allocation it makes out of our own hooks. */
+static void unwinder_setup(void)
+{
+	void *frames[4];
+
+	lg_enter();
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
+	(void)unw_backtrace(frames, (int)LG_ARRAY_SIZE(frames));
+	lg_leave();
+}
+
+void lg_stack_init(uint32_t max_depth)
+{
+	int expected = REGION_NONE;
+
+	if (max_depth == 0)
+		max_depth = STACK_DEFAULT_DEPTH;
+	if (max_depth > LG_STACK_MAX_DEPTH)
+		max_depth = LG_STACK_MAX_DEPTH;
+	atomic_store(&stk.max_depth, max_depth);
+
+	/* Only the depth changes on a later call (policy reload, fork child): ids already handed
+	 * to guards must stay valid, so the table is never rebuilt. */
+	if (!atomic_compare_exchange_strong(&stk.state, &expected, REGION_MAPPING))
+		return;
+	for (unsigned shift = STACK_IDS_SHIFT; shift >= STACK_IDS_MIN_SHIFT; shift--) {
+		if (region_map(shift) == 0) {
+			unwinder_setup();
+			atomic_store_explicit(&stk.state, REGION_READY, memory_order_release);
+			return;
+		}
+	}
+	atomic_store(&stk.state, REGION_FAILED);
+	lg_warn("cannot reserve memory for stacks; stack ids will be 0");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Interning
+ * ------------------------------------------------------------------------------------------- */
+
+static uint64_t frames_hash(const uintptr_t *frames, uint32_t depth)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
+
+	for (uint32_t i = 0; i < depth; i++) {
+		h ^= frames[i];
+		h *= 0xbf58476d1ce4e5b9ull;
+		h ^= h >> 31;
+	}
+	return h ^ (h >> 29);
+}
+
+static bool entry_equals(const struct stack_entry *e, uint64_t hash, const uintptr_t *frames,
+			 uint32_t depth)
+{
+	return e->hash == hash && e->depth == depth &&
+	       memcmp(e->frames, frames, depth * sizeof(uintptr_t)) == 0;
+}
+
+/* A new, unpublished entry from the arena, or NULL when the arena is exhausted. A thread that
+ * loses the race to publish an identical stack wastes these bytes; that happens only when two
+ * threads meet a new stack at the same moment. */
+static struct stack_entry *entry_new(const uintptr_t *frames, uint32_t depth, uint64_t hash)
+{
+	size_t size = sizeof(struct stack_entry) + depth * sizeof(uintptr_t);
+	uint64_t off = atomic_fetch_add(&stk.arena_used, size);
+	struct stack_entry *e;
+
+	if (off + size > stk.arena_len)
+		return NULL;
+	region_touch(stk.arena_off + off, size);
+	e = (struct stack_entry *)(void *)(stk.base + stk.arena_off + off);
+	e->depth = depth;
+	e->hash = hash;
+	memcpy(e->frames, frames, depth * sizeof(uintptr_t));
+	return e;
+}
+
+/* Give a published entry its id, or return the one it has. Lock-free: the id is the index
+ * position the entry claims at count + 1; whoever finds position count + 1 claimed but the count
+ * not yet moved finishes that step for the claimant, so no thread ever waits for another. Each
+ * entry claims exactly one position: positions are claimed only at count + 1, and count moves
+ * past a position only after its entry's id is set. */
+static uint32_t entry_number(struct stack_entry *e)
+{
+	uint32_t mine = entry_off8(e);
+
+	for (;;) {
+		/* Read count before id: count > n implies the id of position n's entry is set. */
+		uint32_t n = atomic_load(&stk.count);
+		uint32_t id = atomic_load(&e->id);
+		uint32_t holder = 0;
+
+		if (id != 0)
+			return id;
+		if (n >= stk.max_ids)
+			return 0;
+		if (atomic_compare_exchange_strong(&stk.index[n + 1], &holder, mine)) {
+			region_touch((size_t)((char *)&stk.index[n + 1] - stk.base), sizeof(uint32_t));
+			holder = mine;
+		}
+		uint32_t zero = 0;
+		atomic_compare_exchange_strong(&entry_at(holder)->id, &zero, n + 1);
+		atomic_compare_exchange_strong(&stk.count, &n, n + 1);
+	}
+}
+
+static uint32_t stack_intern(const uintptr_t *frames, uint32_t depth)
+{
+	uint64_t hash = frames_hash(frames, depth);
+	uint64_t tag = hash >> 32;
+	uint32_t slot = (uint32_t)hash & stk.slot_mask;
+	struct stack_entry *mine = NULL;
+
+	for (uint32_t probe = 0; probe <= stk.slot_mask; probe++, slot = (slot + 1) & stk.slot_mask) {
+		uint64_t word = atomic_load_explicit(&stk.slots[slot], memory_order_acquire);
+
+		if (word == 0) {
+			/* Past the id limit the table only answers lookups: new entries would never be
+			 * numbered, and probe sequences stay short. */
+			if (mine == NULL && atomic_load(&stk.count) >= stk.max_ids)
+				return 0;
+			if (mine == NULL && (mine = entry_new(frames, depth, hash)) == NULL)
+				return 0;
+			uint64_t publish = (tag << 32) | entry_off8(mine);
+			if (atomic_compare_exchange_strong_explicit(&stk.slots[slot], &word, publish,
+								    memory_order_acq_rel,
+								    memory_order_acquire)) {
+				region_touch((size_t)slot * sizeof(uint64_t), sizeof(uint64_t));
+				return entry_number(mine);
+			}
+			/* Lost the slot: word now holds the winner, which may be this very stack. */
+		}
+		if ((word >> 32) == tag) {
+			struct stack_entry *e = entry_at((uint32_t)word);
+
+			if (entry_equals(e, hash, frames, depth))
+				return entry_number(e);
+		}
+	}
+	return 0;
+}
+
+static void warn_full_once(void)
+{
+	int expected = 0;
+
+	/* Busy: a hook called us, and the log line must not come back through one. */
+	if (atomic_compare_exchange_strong(&stk.full_warned, &expected, 1)) {
+		lg_enter();
+		lg_warn("stack table is full (%u stacks); new stacks get id 0", stk.max_ids);
+		lg_leave();
+	}
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Capture
+ * ------------------------------------------------------------------------------------------- */
+
+/* Where the caller's frame starts in what unw_backtrace returned. libunwind reports return
+ * addresses unadjusted, so the caller's frame is exactly our return address; searching for it
+ * copes with libunwind versions that do or do not list unw_backtrace's own frame. */
+static unsigned caller_frame(void *const *frames, int n, const void *ret)
+{
+	for (int i = 0; i < n && i < (int)STACK_INTERNAL_MAX; i++)
+		if (frames[i] == ret)
+			return (unsigned)i;
+	return 2;
+}
+
+/* noinline: the search above needs this function to have its own frame and return address. */
+__attribute__((noinline)) uint32_t lg_stack_capture(unsigned skip)
+{
+	void *frames[STACK_BUF];
+	uint32_t depth, id;
+	unsigned first;
+	int n;
+
+	if (atomic_load_explicit(&stk.state, memory_order_acquire) != REGION_READY)
+		return 0;
+	if (skip > STACK_SKIP_MAX)
+		skip = STACK_SKIP_MAX;
+	depth = atomic_load_explicit(&stk.max_depth, memory_order_relaxed);
+
+	/* Busy while unwinding: the first unwind on a thread allocates (pthread_setspecific) and
+	 * may open files (libunwind reads .eh_frame / .gnu_debugdata); those must pass straight
+	 * through our hooks. No lock of ours is held here. */
+	lg_enter();
+	n = unw_backtrace(frames, (int)(depth + skip + STACK_INTERNAL_MAX));
+	lg_leave();
+
+	first = caller_frame(frames, n, __builtin_return_address(0)) + skip;
+	if (n <= 0 || first >= (unsigned)n)
+		return 0;
+	if ((unsigned)n - first < depth)
+		depth = (unsigned)n - first;
+	id = stack_intern((const uintptr_t *)(void *)(frames + first), depth);
+	if (LG_UNLIKELY(id == 0) && atomic_load(&stk.count) >= stk.max_ids)
+		warn_full_once();
+	return id;
+}
+
+uint32_t lg_stack_frames(uint32_t id, const uintptr_t **frames)
+{
+	uint32_t off8;
+	struct stack_entry *e;
+
+	*frames = NULL;
+	if (atomic_load_explicit(&stk.state, memory_order_acquire) != REGION_READY)
+		return 0;
+	if (id == 0 || id > stk.max_ids)
+		return 0;
+	/* Acquire pairs with the CAS that published the entry: its frames are complete. */
+	off8 = atomic_load_explicit(&stk.index[id], memory_order_acquire);
+	if (off8 == 0)
+		return 0;
+	e = entry_at(off8);
+	*frames = e->frames;
+	return e->depth;
+}
+
+uint32_t lg_stack_count(void)
+{
+	if (atomic_load_explicit(&stk.state, memory_order_acquire) != REGION_READY)
+		return 0;
+	return atomic_load(&stk.count);
+}
+
+uint64_t lg_stack_self_bytes(void)
+{
+	return atomic_load(&stk.self_bytes);
+}
