@@ -1,9 +1,14 @@
 /* The malloc family. Thin: forward to the application's allocator (jemalloc, or glibc with
  * GUARD_ALLOCATOR=system) and, on the rare slow path, let the heap guard sample.
  *
- * The fast path is one indirect call plus a thread-local subtraction: the sampling countdown
- * starts at 0, so a thread's first allocation takes the slow path, which arms the countdown
- * (or parks it far away when the heap guard is off, busy, or not ready yet).
+ * Fast paths: an allocation is one thread-local subtraction plus one indirect call (the sampling
+ * countdown starts at 0, so a thread's first allocation takes the slow path, which arms it, or
+ * parks it far away when the heap guard is off or not ready); a free is a hash, one load and a
+ * bit test on the sampled-address filter, plus the indirect call. The slow path makes the
+ * allocation itself, so that an enforced heap.max_bytes can refuse it.
+ *
+ * The slow paths are never tail calls (SLOW): the heap guard captures the stack skipping exactly
+ * its own frame and the hook's, so every hook must keep its frame on the stack.
  */
 #include "libguard/internal.h"
 
@@ -14,29 +19,57 @@
 #include <string.h>
 #include <unistd.h>
 
-static inline void *after_alloc(void *p, size_t size)
+#define SLOW(call)                                                                               \
+	({                                                                                       \
+		void *slow_ = (call);                                                            \
+		__asm__ volatile("" : "+r"(slow_));                                              \
+		slow_;                                                                           \
+	})
+
+/* true when this allocation of size bytes must take the slow path. */
+static inline bool countdown(size_t size)
 {
-	if (LG_UNLIKELY((lg_tls.heap_countdown -= (int64_t)size) < 0) && p)
-		return lg_heap_on_alloc_slow(p, size);
-	return p;
+	return LG_UNLIKELY((lg_tls.heap_countdown -= (int64_t)size) < 0);
 }
 
-static inline void before_free(void *p)
+static inline __attribute__((always_inline)) void *do_malloc(size_t size)
 {
-	if (LG_UNLIKELY(lg_heap_maybe_sampled(p)))
-		lg_heap_on_free(p);
+	if (countdown(size))
+		return SLOW(lg_heap_alloc_slow(LG_HEAP_MALLOC, 0, size));
+	return lg_alloc.malloc(size);
+}
+
+static inline __attribute__((always_inline)) void *do_realloc(void *p, size_t size)
+{
+	if (!p)
+		return do_malloc(size);
+	/* Both tests run: the countdown must move even when p may be sampled. A sampled block is
+	 * taken out of the table before the allocator can free it (and another thread get its
+	 * address back); the slow path moves its record to the new block. */
+	bool slow = countdown(size);
+	if (LG_UNLIKELY(slow | lg_heap_maybe_sampled(p)))
+		return SLOW(lg_heap_realloc_slow(p, size));
+	return lg_alloc.realloc(p, size);
+}
+
+static inline __attribute__((always_inline)) void *do_memalign(size_t align, size_t size)
+{
+	if (countdown(size))
+		return SLOW(lg_heap_alloc_slow(LG_HEAP_MEMALIGN, align, size));
+	return lg_alloc.memalign(align, size);
 }
 
 LG_EXPORT void *malloc(size_t size)
 {
-	return after_alloc(lg_alloc.malloc(size), size);
+	return do_malloc(size);
 }
 
 LG_EXPORT void free(void *p)
 {
-	if (!p)
-		return;
-	before_free(p);
+	/* free(NULL) reaches the allocator, which ignores it. When some sampled block shares
+	 * NULL's filter bit, lg_heap_on_free looks NULL up and finds nothing: no test needed here. */
+	if (LG_UNLIKELY(lg_heap_maybe_sampled(p)))
+		lg_heap_on_free(p);
 	lg_alloc.free(p);
 }
 
@@ -48,20 +81,14 @@ LG_EXPORT void *calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return after_alloc(lg_alloc.calloc(n, size), total);
+	if (countdown(total))
+		return SLOW(lg_heap_alloc_slow(LG_HEAP_CALLOC, n, size));
+	return lg_alloc.calloc(n, size);
 }
 
 LG_EXPORT void *realloc(void *p, size_t size)
 {
-	if (!p)
-		return malloc(size);
-	/* A sampled block that moves or shrinks to nothing leaves its record behind: treat realloc
-	 * as free + malloc for the heap guard; the allocator itself does a real realloc. */
-	before_free(p);
-	void *q = lg_alloc.realloc(p, size);
-	if (!q)
-		return NULL;   /* size 0 freed it; or it failed, and p is untouched and unsampled */
-	return after_alloc(q, size);
+	return do_realloc(p, size);
 }
 
 LG_EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -72,7 +99,7 @@ LG_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return realloc(p, total);
+	return do_realloc(p, total);
 }
 
 static size_t round_align(size_t align)
@@ -93,12 +120,12 @@ LG_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 	if (align < sizeof(void *) || (align & (align - 1)) != 0)
 		return EINVAL;
 	int saved = errno;
-	void *p = lg_alloc.memalign(align, size);
+	void *p = do_memalign(align, size);
 	if (!p) {
 		errno = saved;
 		return ENOMEM;
 	}
-	*out = after_alloc(p, size);
+	*out = p;
 	errno = saved;
 	return 0;
 }
@@ -109,18 +136,17 @@ LG_EXPORT void *aligned_alloc(size_t align, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	return after_alloc(lg_alloc.memalign(round_align(align), size), size);
+	return do_memalign(round_align(align), size);
 }
 
 LG_EXPORT void *memalign(size_t align, size_t size)
 {
-	return after_alloc(lg_alloc.memalign(round_align(align), size), size);
+	return do_memalign(round_align(align), size);
 }
 
 LG_EXPORT void *valloc(size_t size)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	return after_alloc(lg_alloc.memalign(page, size), size);
+	return do_memalign((size_t)sysconf(_SC_PAGESIZE), size);
 }
 
 LG_EXPORT void *pvalloc(size_t size)
@@ -133,7 +159,7 @@ LG_EXPORT void *pvalloc(size_t size)
 		return NULL;
 	}
 	rounded &= ~(page - 1);
-	return after_alloc(lg_alloc.memalign(page, rounded ? rounded : page), rounded);
+	return do_memalign(page, rounded ? rounded : page);
 }
 
 LG_EXPORT size_t malloc_usable_size(void *p)

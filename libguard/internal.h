@@ -239,17 +239,206 @@ uint64_t lg_heap_live_bytes(void);
 uint64_t lg_fd_open_count(void);
 uint64_t lg_threads_live(void);
 
-/* heap.c */
-void lg_heap_init(void);
-void lg_heap_atfork_child(void);
-/* Slow path of every allocation hook: the countdown went below zero. Samples (or re-arms the
- * countdown) and returns p unchanged. */
-void *lg_heap_on_alloc_slow(void *p, size_t size);
-/* Pre-filter for free: true if p may be a sampled block (false = certainly not). */
-bool lg_heap_maybe_sampled(const void *p);
+/* heap.c: sampled allocation profiling, leak reports, growth detection (issue 3).
+ *
+ * The allocation hooks subtract each request from lg_tls.heap_countdown and call a slow path when
+ * it goes below zero; the slow path makes the allocation itself (so heap.max_bytes can refuse it),
+ * decides whether it is sampled and re-arms the countdown. frees ask lg_heap_maybe_sampled() first:
+ * a bitmap over hashed addresses, one bit per group of sampled blocks, kept in .bss so the check
+ * needs no pointer load and no init test. */
+enum lg_heap_op { LG_HEAP_MALLOC = 0, LG_HEAP_CALLOC = 1, LG_HEAP_MEMALIGN = 2 };
+/* The countdown went below zero. MALLOC: (0, size); CALLOC: (n, size) with n * size checked by
+ * the caller; MEMALIGN: (align, size). Returns what the allocator returned, errno intact, or NULL
+ * + ENOMEM when an enforced heap.max_bytes refuses it. */
+void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size);
+/* realloc(p != NULL) whose countdown went below zero or whose p may be sampled. */
+void *lg_heap_realloc_slow(void *p, size_t size);
+/* free of a p that lg_heap_maybe_sampled() did not rule out; before the real free. */
 void lg_heap_on_free(void *p);
-/* Before an allocation in enforce mode: false = refuse (ENOMEM). Called only on the slow path. */
-bool lg_heap_admit(size_t size);
 int lg_heap_snapshot(struct lg_snapshot *s);
+/* One growth window (the guardian runs it every report.interval_s, else every 10 s). */
+void lg_heap_tick(uint64_t now_ns);
+/* The sampler's pieces, for tests: an exponential draw with this mean (bytes), and the inverse
+ * of the probability that an allocation of size bytes is sampled at mean interval mean. */
+int64_t lg_heap_draw_countdown(uint64_t mean);
+double lg_heap_weight(uint64_t size, uint64_t mean);
+/* The record of a sampled block (tests): true and its size and stack if p is sampled. */
+bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack);
+
+#define LG_HEAP_FILTER_BITS 65536u
+extern _Atomic uint64_t lg_heap_filter[LG_HEAP_FILTER_BITS / 64];
+
+/* Multiplicative hash of a block address; its low 6 bits pick the table stripe, its low 16 bits
+ * the filter bit (so a filter bit belongs to one stripe), bits 6 and up the bucket. */
+static inline uint32_t lg_heap_hash(const void *p)
+{
+	return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 32);
+}
+
+/* Pre-filter for free: false = certainly not a sampled block (the common case, no table probe). */
+static inline bool lg_heap_maybe_sampled(const void *p)
+{
+	uint32_t f = lg_heap_hash(p) & (LG_HEAP_FILTER_BITS - 1);
+
+	return (atomic_load_explicit(&lg_heap_filter[f / 64], memory_order_relaxed) >> (f % 64)) & 1;
+}
+
+/* fd.c (issue 4) and net.c (issue 5): fd table, limits, exhaustion, timeouts, idle reaping.
+ * Their hook-facing functions are declared here by their author. */
+
+/* Flags of an fd table entry. */
+enum {
+	LG_FDF_LISTEN = 1u << 0,       /* listen() succeeded on it */
+	LG_FDF_ACCEPTED = 1u << 1,     /* returned by accept: counts against net.max_connections */
+	LG_FDF_CONNECTED = 1u << 2,
+	LG_FDF_CONNECTING = 1u << 3,   /* a non-blocking connect in progress (guardian watches it) */
+	LG_FDF_USER_RCVTIMEO = 1u << 4,/* the program set its own SO_RCVTIMEO / SO_SNDTIMEO */
+	LG_FDF_USER_SNDTIMEO = 1u << 5,
+	LG_FDF_INHERITED = 1u << 6,    /* open before the guard started: no site */
+	LG_FDF_IDLE_DONE = 1u << 7,    /* idle shutdown done (or, observe mode, reported) */
+};
+#define LG_FD_TRACKED (1u << 31)
+/* One entry per fd number. info = 0: not tracked; else LG_FD_TRACKED | flags << 8 | kind. */
+struct lg_fd_entry {
+	_Atomic uint32_t info;
+	_Atomic uint32_t stack;        /* creation stack (fd.stacks), 0 = none */
+	_Atomic uint64_t created_ns;
+	_Atomic uint32_t site2;        /* the connect site of a socket */
+	_Atomic uint32_t port;         /* a listener's local port (for limits) */
+	_Atomic int32_t ep_fd1;        /* 1 + the last epoll set it was registered in; 0 = none */
+	_Atomic uint32_t ep_events;    /* ... with these events and data (to hold it back) */
+	_Atomic uint64_t ep_data;
+	_Atomic uint64_t held_until_ns;/* 0 = not held back */
+	_Atomic uint64_t net_ns;       /* when a non-blocking connect started */
+};
+enum { LG_HOLD_FD = 0, LG_HOLD_LIMIT = 1 };
+
+extern _Atomic int lg_fd_tracking_var;
+extern _Atomic int lg_fd_nheld;
+/* The one check fd and socket hooks make after lg_active(). */
+static inline bool lg_fd_tracking(void)
+{
+	return atomic_load_explicit(&lg_fd_tracking_var, memory_order_relaxed) != 0;
+}
+struct lg_fd_entry *lg_fd_entry(int fd, bool grow);
+int lg_fd_high(void);
+/* Before creating n fds: 0, or -EMFILE when fd.max refuses (enforce, on_max fail). skip = frames
+ * of the guard between the caller and the program (for the violation's stack). */
+int lg_fd_admit(unsigned n, unsigned skip);
+/* After a creating call, success or not: records fd.max violations (observe / report / EMFILE). */
+void lg_fd_after_create(int rc, int err, unsigned skip);
+/* True if creating n more fds would go beyond fd.max (reconciles first when it looks so). */
+bool lg_fd_would_exceed(unsigned n);
+/* The same without reconciling: a load and a compare. */
+bool lg_fd_over(unsigned n);
+void lg_fd_on_create(int fd, int kind, unsigned flags, unsigned skip);
+void lg_fd_on_close(int fd);   /* before the real close */
+void lg_fd_on_close_range(unsigned first, unsigned last, int flags);
+void lg_fd_on_rlimit(int resource);
+unsigned lg_fd_flags(int fd);
+void lg_fd_set_flags(int fd, unsigned set, unsigned clear);
+uint64_t lg_fd_accepted_count(void);
+uint64_t lg_fd_max(void);
+void lg_fd_reconcile(void);
+void lg_fd_abort(void) __attribute__((noreturn));
+bool lg_fd_is_reserve(int fd);
+bool lg_fd_reserve_release(void);
+void lg_fd_reserve_disown(int fd);
+/* The guard's own descriptors (reserve, guardian, those made before the program ran). */
+bool lg_fd_guard_owns(int fd);
+void lg_fd_reserve_restore(void);
+/* net.c: hold a listener's readiness back in epoll until until_ns (or, LG_HOLD_FD, until an fd
+ * is closed). 0, or -1 when it is in no epoll set we know of (the caller sheds instead). */
+int lg_fd_hold(int fd, uint64_t until_ns, int reason);
+void lg_fd_unhold(int fd, bool rearm);
+void lg_fd_release_exhausted(void);
+uint64_t lg_fd_release_due(uint64_t now);
+struct epoll_event;
+int lg_fd_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+/* variant 0 epoll_wait, 1 epoll_pwait, 2 epoll_pwait2; timeout_ns < 0 = forever. */
+int lg_fd_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int64_t timeout_ns,
+		     const sigset_t *sigmask, int variant);
+void lg_fd_holds_init(void);
+void lg_fd_holds_atfork_child(void);
+uint64_t lg_fd_self_bytes(void);
+
+/* net.c: accept and connect with limits, timeouts and sheds; setsockopt bookkeeping. The hooks
+ * call these in place of the real function (they call it themselves). */
+int lg_net_accept(int lfd, struct sockaddr *addr, socklen_t *len, int flags);
+int lg_net_connect(int fd, const struct sockaddr *addr, socklen_t len);
+void lg_net_on_listen(int fd);
+void lg_net_on_setsockopt(int fd, int level, int name);
+
+/* limiter.c (issue 6): GCRA buckets from policy "limits" (the algorithm is libguard/gcra.h), used
+ * by the accept/connect hooks through net.c. The FIRST rule in policy order that matches a call
+ * (call, port, addr: for accept the listener's local address, for connect the destination) is the
+ * only one asked. Lock-free and allocation-free; an accept rule with an "addr" costs one
+ * getsockname(2). A call that waits and asks again is counted limited once. */
+struct sockaddr;
+enum lg_verdict { LG_PASS = 0, LG_SHED = 1, LG_WAIT = 2, LG_FAIL = 3 };
+/* accept: a rule with on_limit "wait" is asked before accept(2), one with "shed" after it (so a
+ * shed decision is about a connection that exists). Each takes its token at that one point.
+ * lg_limit_before_accept: LG_PASS (a token was taken, no wait rule matched, or observe mode
+ * counted a would-be limit) or LG_WAIT: no token for *wait_ns (a blocking accept sleeps that long
+ * and asks again; a non-blocking one returns EAGAIN and the listener's readiness is held back in
+ * epoll until then). lg_limit_after_accept: LG_PASS or LG_SHED (reset the accepted connection).
+ * port is the listener's local port. */
+enum lg_verdict lg_limit_before_accept(int lfd, int port, uint64_t *wait_ns, int *rule);
+enum lg_verdict lg_limit_after_accept(int lfd, int port, int *rule);
+/* Before connect(2) to addr. LG_PASS, LG_WAIT (*wait_ns; the hook sleeps and asks again) or
+ * LG_FAIL (the hook fails the connect with ECONNREFUSED). */
+enum lg_verdict lg_limit_before_connect(const struct sockaddr *addr, uint32_t addrlen,
+					uint64_t *wait_ns, int *rule);
+/* *rule is the matching rule's index (-1: none matched, the call is not limited). After a hook
+ * slept for a LG_WAIT verdict, it tells the rule how long, for the report's waited_ms. */
+void lg_limit_waited(int rule, uint64_t waited_ns);
+
+/* clock.c (issue 7), lock.c and thread.c (issue 8): declared here by their authors. */
+
+/* clock.c (issue 7): jumps, monotonic regressions, clamp, injected steps, realtime readers.
+ * Everything here is async-signal-safe (clocks are read from signal handlers). */
+enum lg_rt_kind {
+	LG_RT_NS = 0,      /* CLOCK_REALTIME, timespec_get(TIME_UTC) */
+	LG_RT_US = 1,      /* gettimeofday: truncated to microseconds */
+	LG_RT_COARSE = 2,  /* CLOCK_REALTIME_COARSE: lags by up to a tick */
+	LG_RT_S = 3,       /* time(): truncated to seconds */
+	LG_RT_KINDS = 4
+};
+/* A realtime reading the program is about to get (raw_ns from the real clock). Returns what it
+ * gets instead: raw_ns unless an injected step or clamping changes it. */
+int64_t lg_clock_on_realtime(int64_t raw_ns, enum lg_rt_kind kind);
+/* A CLOCK_MONOTONIC reading; last_ns is lg_tls.mono_last_ns read before the clock was. */
+void lg_clock_on_monotonic(uint64_t last_ns, uint64_t now_ns);
+/* (Re)configure from lg_policy.clock, resetting every figure; the runtime calls it at boot. */
+void lg_clock_init(void);
+/* The guardian's periodic check (timerfd, offset, due injections); public for unit tests. */
+void lg_clock_poll(uint64_t now_ns);
+int lg_clock_snapshot(struct lg_snapshot *s);
+/* The guard's own timerfd (TFD_TIMER_CANCEL_ON_SET), not the program's. */
+bool lg_clock_owns_fd(int fd);
+
+/* lock.c (issue 8): contention profile. The lock hooks call the real trylock first; only on
+ * EBUSY do they call lg_lock_wait_begin() (true = track this wait), then the real blocking lock,
+ * then lg_lock_wait_end() with its result. lg_lock_wait_begin must be called from a helper that
+ * the exported hook calls (not as a tail call): the stack capture skips exactly these frames.
+ * caller is the hook's return address. */
+struct lg_lock_wait {
+	uint64_t start_ns;
+	uint32_t stack;    /* 0: not recorded with a stack */
+	uint32_t weight;   /* 0: not sampled; else locks.sample (the de-biasing factor) */
+};
+bool lg_lock_wait_begin(struct lg_lock_wait *w, const void *caller);
+void lg_lock_wait_end(const struct lg_lock_wait *w, int rc);
+/* Sampled waits that got no slot in the table or no stack (e.g. jemalloc's own locks). */
+uint64_t lg_lock_dropped(void);
+
+/* thread.c (issue 8): pthread_create goes through lg_thread_create() (called directly from the
+ * hook: it captures the creation stack skipping itself and the hook); a successful join,
+ * tryjoin, timedjoin or detach calls lg_thread_released(); pthread_exit calls
+ * lg_thread_on_exit() before the real one. */
+int lg_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *),
+		     void *arg);
+void lg_thread_released(pthread_t t);
+void lg_thread_on_exit(void);
 
 #endif
