@@ -336,6 +336,23 @@ LG_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 	return rc;
 }
 
+/* glibc's closefrom calls its internal close_range, never the exported one: without this hook
+ * it would close the guard's descriptors, and a number then reused by the program would receive
+ * what was meant for them (libunwind writes to its validation pipe). */
+LG_EXPORT void closefrom(int lowfd)
+{
+	unsigned int first = lowfd < 0 ? 0u : (unsigned int)lowfd;
+
+	if (close_range(first, ~0u, 0) == 0)
+		return;
+	/* No close_range (kernel < 5.9): one close at a time, as glibc's own fallback does. */
+	int saved = errno;
+	long max = sysconf(_SC_OPEN_MAX);
+	for (long fd = first; fd < max; fd++)
+		close((int)fd);
+	errno = saved;
+}
+
 /* ---- limits: fd.max 0 follows RLIMIT_NOFILE ---- */
 
 LG_EXPORT int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)

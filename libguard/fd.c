@@ -51,7 +51,6 @@ static _Atomic int reserve_lent;
 #define OWN_MAX 16
 static _Atomic int own_fds[OWN_MAX];
 static _Atomic int nown, own_max = -1;
-static _Atomic uint64_t self_bytes;
 
 static uint32_t violation_stack(unsigned skip);
 
@@ -109,7 +108,6 @@ static struct lg_fd_entry *seg_alloc(int k, size_t len)
 		munmap(p, bytes);       /* another thread grew it first */
 		return expected;
 	}
-	atomic_fetch_add(&self_bytes, bytes);
 	lg_mem_account_mmap((int64_t)bytes);
 	return fresh;
 }
@@ -756,8 +754,6 @@ static void fd_atfork_child(void)
 	atomic_store(&warned, 0);
 	atomic_store(&warn_pending, 0);
 }
-
-uint64_t lg_fd_self_bytes(void) { return atomic_load(&self_bytes); }
 
 /* Late: the other guards' own descriptors exist by then, and are told apart (see own_fds). */
 LG_GUARD(fd, .order = 90, .init = fd_init, .atfork_child = fd_atfork_child,

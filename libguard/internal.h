@@ -360,7 +360,6 @@ int lg_fd_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int64_
 		     const sigset_t *sigmask, int variant);
 void lg_fd_holds_init(void);
 void lg_fd_holds_atfork_child(void);
-uint64_t lg_fd_self_bytes(void);
 
 /* net.c: accept and connect with limits, timeouts and sheds; setsockopt bookkeeping. The hooks
  * call these in place of the real function (they call it themselves). */

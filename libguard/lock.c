@@ -76,8 +76,13 @@ static void lock_init(void)
 static void lock_atfork_child(void)
 {
 	/* The child starts its own profile; no thread of ours can be mid-update here (fork keeps
-	 * only the calling thread), and a half-made slot is just a key with zero figures. */
-	memset(sites, 0, sizeof(sites));
+	 * only the calling thread), and a half-made slot is just a key with zero figures. Only used
+	 * slots are written: a memset of the whole table would copy-on-write all its pages in every
+	 * forked child, which a fork-and-exec-heavy host (a shell loop) pays for on each fork. */
+	for (uint32_t i = 0; i < LOCK_SITES; i++) {
+		if (atomic_load_explicit(&sites[i].stack, memory_order_relaxed))
+			sites[i] = (struct lock_site){ 0 };
+	}
 	atomic_store(&dropped, 0);
 	lg_tls.lock_countdown = 0;
 	lg_tls.lock_contended = 0;
