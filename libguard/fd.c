@@ -700,7 +700,11 @@ static int fd_snapshot(struct lg_snapshot *s)
 	s->fd.peak = atomic_load(&peak_count);
 	s->fd.untracked = atomic_load(&untracked_count);
 
-	size_t cap = 1024;
+	/* Sized to what is open (a report is written by every forked child at exit: zeroing a large
+	 * table there costs page faults for nothing). */
+	size_t cap = 16;
+	while (cap < 2 * (lg_fd_open_count() + 1) && cap < 1024)
+		cap <<= 1;
 	struct site_acc *acc = lg_mem_calloc(cap, sizeof(*acc));
 	if (!acc)
 		return -ENOMEM;

@@ -37,6 +37,7 @@ struct lock_site {
 };
 
 static struct lock_site sites[LOCK_SITES];
+static _Atomic uint32_t sites_used;   /* slots ever claimed: a forked child with none skips the scan */
 static _Atomic uint64_t dropped;   /* sampled waits with no slot or no stack */
 static bool tracking;              /* locks.enabled, set at init */
 static uint32_t sample_rate = 1;
@@ -79,10 +80,11 @@ static void lock_atfork_child(void)
 	 * only the calling thread), and a half-made slot is just a key with zero figures. Only used
 	 * slots are written: a memset of the whole table would copy-on-write all its pages in every
 	 * forked child, which a fork-and-exec-heavy host (a shell loop) pays for on each fork. */
-	for (uint32_t i = 0; i < LOCK_SITES; i++) {
+	for (uint32_t i = 0; atomic_load(&sites_used) && i < LOCK_SITES; i++) {
 		if (atomic_load_explicit(&sites[i].stack, memory_order_relaxed))
 			sites[i] = (struct lock_site){ 0 };
 	}
+	atomic_store(&sites_used, 0);
 	atomic_store(&dropped, 0);
 	lg_tls.lock_countdown = 0;
 	lg_tls.lock_contended = 0;
@@ -101,8 +103,11 @@ static struct lock_site *site_for(uint32_t stack)
 			uint32_t expected = 0;
 			if (atomic_compare_exchange_strong_explicit(&s->stack, &expected, stack,
 								    memory_order_acq_rel,
-								    memory_order_acquire) ||
-			    expected == stack)
+								    memory_order_acquire)) {
+				atomic_fetch_add_explicit(&sites_used, 1, memory_order_relaxed);
+				return s;
+			}
+			if (expected == stack)
 				return s;
 		}
 	}
