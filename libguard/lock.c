@@ -190,7 +190,9 @@ static int lock_snapshot(struct lg_snapshot *snap)
 	if (!tracking)
 		return 0;
 	snap->locks.present = true;
-	for (uint32_t i = 0; i < LOCK_SITES; i++)
+	/* No slot ever claimed: skip reading a table whose pages were never touched (each first read
+	 * is a page fault, paid at exit by every short-lived process). */
+	for (uint32_t i = 0; atomic_load(&sites_used) && i < LOCK_SITES; i++)
 		if (atomic_load_explicit(&sites[i].stack, memory_order_acquire) &&
 		    atomic_load_explicit(&sites[i].count, memory_order_relaxed))
 			n++;
