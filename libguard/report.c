@@ -188,21 +188,33 @@ int lg_report_file_commit(struct lg_report_file *f, int status)
 extern const struct lg_report_format __start_lg_formats[] __attribute__((weak, visibility("hidden")));
 extern const struct lg_report_format __stop_lg_formats[] __attribute__((weak, visibility("hidden")));
 
-static int write_json_file(const struct lg_snapshot *s, const char *base)
+int lg_report_file_write(const struct lg_snapshot *s, const char *base, const char *suffix,
+			 lg_file_writer write, int profile)
 {
 	struct lg_report_file f;
 	struct lg_out out;
-	int rc = lg_report_file_open(&f, base, ".json");
+	int rc = lg_report_file_open(&f, base, suffix);
 
 	if (rc != 0)
 		return rc;
 	lg_out_init(&out, f.fd);
-	rc = lg_write_json(s, &out);
-	int frc = lg_out_flush(&out);
-	rc = lg_report_file_commit(&f, rc ? rc : frc);
-	if (rc == 0)
+	rc = write(s, profile, &out);
+	int flush = lg_out_flush(&out);
+	rc = lg_report_file_commit(&f, rc ? rc : flush);
+	if (rc == 0 && strcmp(suffix, ".json") == 0)
 		snprintf(last_path, sizeof(last_path), "%s", f.final);
 	return rc;
+}
+
+static int json_contents(const struct lg_snapshot *s, int profile, struct lg_out *o)
+{
+	(void)profile;
+	return lg_write_json(s, o);
+}
+
+static int write_json_file(const struct lg_snapshot *s, const char *base)
+{
+	return lg_report_file_write(s, base, ".json", json_contents, -1);
 }
 LG_REPORT_FORMAT(json, LG_FORMAT_JSON, write_json_file);
 

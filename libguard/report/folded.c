@@ -137,28 +137,31 @@ int lg_write_folded_profile(const struct lg_snapshot *s, enum lg_profile p, stru
 	return o->err;
 }
 
-static int write_folded_files(const struct lg_snapshot *s, const char *base)
+int lg_report_write_profiles(const struct lg_snapshot *s, const char *base, const char *ext,
+			     lg_file_writer write)
 {
 	int rc = 0;
 
 	for (int p = 0; p < LG_PROFILE_COUNT; p++) {
-		struct lg_report_file f;
-		struct lg_out out;
 		char suffix[32];
 
 		if (!lg_profile_present(s, p))
 			continue;
-		snprintf(suffix, sizeof(suffix), ".%s.folded", lg_profiles[p].name);
-		int frc = lg_report_file_open(&f, base, suffix);
-		if (frc == 0) {
-			lg_out_init(&out, f.fd);
-			frc = lg_write_folded_profile(s, p, &out);
-			int flush = lg_out_flush(&out);
-			frc = lg_report_file_commit(&f, frc ? frc : flush);
-		}
+		snprintf(suffix, sizeof(suffix), ".%s%s", lg_profiles[p].name, ext);
+		int frc = lg_report_file_write(s, base, suffix, write, p);
 		if (frc != 0 && rc == 0)
 			rc = frc;
 	}
 	return rc;
+}
+
+static int folded_contents(const struct lg_snapshot *s, int profile, struct lg_out *o)
+{
+	return lg_write_folded_profile(s, (enum lg_profile)profile, o);
+}
+
+static int write_folded_files(const struct lg_snapshot *s, const char *base)
+{
+	return lg_report_write_profiles(s, base, ".folded", folded_contents);
 }
 LG_REPORT_FORMAT(folded, LG_FORMAT_FOLDED, write_folded_files);

@@ -481,28 +481,13 @@ int lg_write_pprof_profile(const struct lg_snapshot *s, enum lg_profile p, struc
 	return rc;
 }
 
+static int pprof_contents(const struct lg_snapshot *s, int profile, struct lg_out *o)
+{
+	return lg_write_pprof_profile(s, (enum lg_profile)profile, o);
+}
+
 static int write_pprof_files(const struct lg_snapshot *s, const char *base)
 {
-	int rc = 0;
-
-	for (int p = 0; p < LG_PROFILE_COUNT; p++) {
-		struct lg_report_file f;
-		struct lg_out out;
-		char suffix[32];
-
-		if (!lg_profile_present(s, p))
-			continue;
-		snprintf(suffix, sizeof(suffix), ".%s.pb.gz", lg_profiles[p].name);
-		int frc = lg_report_file_open(&f, base, suffix);
-		if (frc == 0) {
-			lg_out_init(&out, f.fd);
-			frc = lg_write_pprof_profile(s, p, &out);
-			int flush = lg_out_flush(&out);
-			frc = lg_report_file_commit(&f, frc ? frc : flush);
-		}
-		if (frc != 0 && rc == 0)
-			rc = frc;
-	}
-	return rc;
+	return lg_report_write_profiles(s, base, ".pb.gz", pprof_contents);
 }
 LG_REPORT_FORMAT(pprof, LG_FORMAT_PPROF, write_pprof_files);

@@ -336,17 +336,14 @@ int lg_write_prom(const struct lg_snapshot *s, struct lg_out *o)
 	return o->err;
 }
 
+static int prom_contents(const struct lg_snapshot *s, int profile, struct lg_out *o)
+{
+	(void)profile;
+	return lg_write_prom(s, o);
+}
+
 static int write_prom_file(const struct lg_snapshot *s, const char *base)
 {
-	struct lg_report_file f;
-	struct lg_out out;
-	int rc = lg_report_file_open(&f, base, ".prom");
-
-	if (rc != 0)
-		return rc;
-	lg_out_init(&out, f.fd);
-	rc = lg_write_prom(s, &out);
-	int flush = lg_out_flush(&out);
-	return lg_report_file_commit(&f, rc ? rc : flush);
+	return lg_report_file_write(s, base, ".prom", prom_contents, -1);
 }
 LG_REPORT_FORMAT(prom, LG_FORMAT_PROM, write_prom_file);

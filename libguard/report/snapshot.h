@@ -13,6 +13,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct lg_snapshot;
+struct lg_out;
+/* Writes one file's contents (see lg_report_file_write). */
+typedef int (*lg_file_writer)(const struct lg_snapshot *s, int profile, struct lg_out *o);
+
 struct lg_snap_guard {
 	const char *version;
 	pid_t pid;
@@ -189,6 +194,9 @@ void lg_frame_name(const struct lg_snap_frame *fr, char *out, size_t outlen);
 
 /* One folded file: `root;...;leaf value` per sample. */
 int lg_write_folded_profile(const struct lg_snapshot *s, enum lg_profile p, struct lg_out *o);
+/* One file per present profile: base.<profile><ext>, contents from write (folded.c). */
+int lg_report_write_profiles(const struct lg_snapshot *s, const char *base, const char *ext,
+			     lg_file_writer write);
 /* One pprof profile (profile.proto), gzip-compressed. */
 int lg_write_pprof_profile(const struct lg_snapshot *s, enum lg_profile p, struct lg_out *o);
 /* The Prometheus text exposition (metric names documented in prom.c). */
@@ -203,6 +211,10 @@ struct lg_report_file {
 };
 int lg_report_file_open(struct lg_report_file *f, const char *base, const char *suffix);
 int lg_report_file_commit(struct lg_report_file *f, int status);
+/* Write base+suffix atomically with its contents from write(s, profile, out) (profile is -1 for
+ * a format with one file). Returns 0 or -errno. */
+int lg_report_file_write(const struct lg_snapshot *s, const char *base, const char *suffix,
+			 lg_file_writer write, int profile);
 
 /* Each format registers itself: write every file of the format for base (dir/name, no
  * extension). Returns 0 or -errno. */
