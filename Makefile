@@ -50,6 +50,8 @@ TOOLS := $(BUILD)/guardrun $(BUILD)/guard-report
 EXAMPLES := $(BUILD)/examples/service
 
 .PHONY: all deps test-deps test unit sanunit integration demo bench install clean lint
+# Objects reached only through pattern rules are not intermediate files to delete after a build.
+.SECONDARY:
 all: deps $(BUILD)/libguard.so $(BUILD)/libguard.a $(TOOLS) $(BUILD)/libguard.pc $(EXAMPLES)
 
 deps:

@@ -367,6 +367,9 @@ int lg_net_accept(int lfd, struct sockaddr *addr, socklen_t *len, int flags);
 int lg_net_connect(int fd, const struct sockaddr *addr, socklen_t len);
 void lg_net_on_listen(int fd);
 void lg_net_on_setsockopt(int fd, int level, int name);
+/* net.c: one scan of the fd table for idle accepted connections and overdue non-blocking
+ * connects; the guardian runs it every clamp(min(idle, connect timeout)/4, 20, 1000) ms. */
+void lg_net_scan(uint64_t now_ns);
 
 /* limiter.c (issue 6): GCRA buckets from policy "limits" (the algorithm is libguard/gcra.h), used
  * by the accept/connect hooks through net.c. The FIRST rule in policy order that matches a call

@@ -467,7 +467,8 @@ static void scan_connecting(struct lg_fd_entry *e, int fd, uint32_t info, uint64
 	record(EV_CONNECT_TIMEOUT, atomic_load_explicit(&e->site2, memory_order_relaxed));
 }
 
-static void net_tick(uint64_t now)
+/* One scan of the fd table (the guardian runs it every net period; bench/reaper.c times it). */
+void lg_net_scan(uint64_t now)
 {
 	int h = lg_fd_high();
 	bool idle = lg_policy.net.idle_timeout_ms != 0, conn = lg_policy.net.connect_timeout_ms != 0;
@@ -733,7 +734,7 @@ static void net_init(void)
 	    (!period || lg_policy.net.connect_timeout_ms / 4 < period))
 		period = lg_policy.net.connect_timeout_ms / 4;
 	if (lg_policy.net.idle_timeout_ms || lg_policy.net.connect_timeout_ms)
-		lg_guardian_every("net", period < 20 ? 20 : period > 1000 ? 1000 : period, net_tick);
+		lg_guardian_every("net", period < 20 ? 20 : period > 1000 ? 1000 : period, lg_net_scan);
 }
 
 static void net_atfork_child(void)
