@@ -135,8 +135,21 @@ LG_EXPORT int creat64(const char *path, mode_t mode)
 
 /* ---- pipes, dup ---- */
 
+/* A pipe made inside the guard is the guard's own (libunwind makes one to validate addresses,
+ * and writes to it while unwinding): it goes above the fd numbers a program names by hand. */
+static int own_pipe(int rc, int fds[2])
+{
+	if (rc == 0) {
+		fds[0] = lg_fd_move_high(fds[0]);
+		fds[1] = lg_fd_move_high(fds[1]);
+	}
+	return rc;
+}
+
 LG_EXPORT int pipe(int fds[2])
 {
+	if (lg_tls.busy && lg_state() != LG_UNINIT)
+		return own_pipe(LG_REAL(pipe)(fds), fds);
 	if (!GUARDED())
 		return LG_REAL(pipe)(fds);
 	REFUSE_IF_FULL(2);
@@ -145,6 +158,8 @@ LG_EXPORT int pipe(int fds[2])
 
 LG_EXPORT int pipe2(int fds[2], int flags)
 {
+	if (lg_tls.busy && lg_state() != LG_UNINIT)
+		return own_pipe(LG_REAL(pipe2)(fds, flags), fds);
 	if (!GUARDED())
 		return LG_REAL(pipe2)(fds, flags);
 	REFUSE_IF_FULL(2);

@@ -444,7 +444,8 @@ static int timerfd_arm(int fd)
 static void timerfd_open(void)
 {
 	/* Raw syscalls: our descriptor is not the program's, and must not go through its hooks. */
-	int fd = (int)syscall(SYS_timerfd_create, CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+	int fd = lg_fd_move_high((int)syscall(SYS_timerfd_create, CLOCK_REALTIME,
+					     TFD_NONBLOCK | TFD_CLOEXEC));
 
 	if (fd < 0)
 		return;

@@ -373,7 +373,8 @@ static void reserve_open(void)
 {
 	if (atomic_load(&reserve_fd) >= 0 || !lg_enforcing())
 		return;
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
+	int fd = lg_fd_move_high((int)syscall(SYS_openat, AT_FDCWD, "/dev/null",
+					      O_RDONLY | O_CLOEXEC));
 	int none = -1;
 	if (fd >= 0 && !atomic_compare_exchange_strong(&reserve_fd, &none, fd))
 		syscall(SYS_close, fd);   /* another thread restored it first */

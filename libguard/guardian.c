@@ -138,7 +138,7 @@ int lg_guardian_start(void)
 		return 0;
 	lg_enter();
 	if (wake_fd < 0)
-		wake_fd = (int)syscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+		wake_fd = lg_fd_move_high((int)syscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
 	atomic_store(&stopping, 0);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -85,6 +85,12 @@ const char *lg_exe_path(void);       /* /proc/self/exe at init */
 const char *lg_exe_name(void);       /* program name for %e */
 const char *lg_policy_source(void);  /* the policy path, or "default" */
 
+/* Move one of the guard's own descriptors above the numbers programs pick by hand (a shell's
+ * `exec 3>file` is dup2(x, 3): had fd 3 been the guardian's eventfd or libunwind's pipe, the
+ * guard would write into the program's file). Returns the new fd (the old one is closed), or fd
+ * unchanged if it cannot be moved. Raw syscalls only. */
+int lg_fd_move_high(int fd);
+
 /* 64-bit xorshift on this thread's state; seeded on first use. */
 uint64_t lg_random(void);
 
@@ -187,6 +193,8 @@ struct lg_symbol {
  * keep one, the static .symtab. Call only at report time (it reads files, allocates). */
 int lg_symbolize(uintptr_t addr, struct lg_symbol *out);
 void lg_symbol_reset(void);
+/* fork: the child re-initialises the symbolizer's lock (report.c's child handler calls it). */
+void lg_symbol_atfork_child(void);
 
 /* ---------------------------------------------------------------------------------------------
  * report.c: snapshots, the report driver, violations

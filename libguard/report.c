@@ -427,6 +427,7 @@ void lg_report_atfork_parent(void)
 void lg_report_atfork_child(void)
 {
 	pthread_mutex_init(&report_lock, NULL);
+	lg_symbol_atfork_child();
 	/* The child reports its own violations, under its own pid. */
 	violations_reset();
 	last_path[0] = '\0';

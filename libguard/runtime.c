@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <link.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,6 +63,26 @@ uint64_t lg_started_ns(void) { return started_ns; }
 const char *lg_exe_path(void) { return exe_path; }
 const char *lg_exe_name(void) { return exe_name; }
 const char *lg_policy_source(void) { return policy_source; }
+
+int lg_fd_move_high(int fd)
+{
+	struct rlimit rl;
+
+	if (fd < 0 || syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) != 0)
+		return fd;
+	/* Just under min(soft limit, 1024): above what shells and daemons name by hand (bash keeps
+	 * its own at 10 and 255), and never growing the kernel's fd table past 1024 entries. */
+	long top = rl.rlim_cur < 1024 ? (long)rl.rlim_cur : 1024;
+	long base = top - 64;
+	if (base <= fd)
+		return fd;
+	int saved = errno;
+	int high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, base);
+	if (high >= 0)
+		syscall(SYS_close, fd);
+	errno = saved;
+	return high >= 0 ? high : fd;
+}
 
 uint64_t lg_random(void)
 {

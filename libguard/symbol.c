@@ -414,15 +414,19 @@ static int symbolize_locked(uintptr_t addr, struct lg_symbol *out)
 }
 
 /* The report lock already serializes reports; this lock only keeps the cache whole if two callers
- * ever meet. fork must not copy it held (the child's own report would wait for ever), hence the
- * handlers: a fork waits for at most one address being named. */
-static void fork_prepare(void) { pthread_mutex_lock(&sym.lock); }
-static void fork_release(void) { pthread_mutex_unlock(&sym.lock); }
-static void register_fork_handlers(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+ * ever meet. fork must not copy it held (the child's own report would wait for ever). No
+ * pthread_atfork of its own: one registered here, lazily, would run before the runtime's (prepare
+ * handlers run in reverse order of registration) and take this lock while the guardian, holding
+ * the report lock, waits for it -- a deadlock seen with a shell forking while a signal report was
+ * being written. The runtime's prepare handler takes the report lock, so no report is naming an
+ * address during fork, and the child re-initialises the lock (lg_symbol_atfork_child). */
+void lg_symbol_atfork_child(void)
+{
+	pthread_mutex_init(&sym.lock, NULL);
+}
 
 int lg_symbolize(uintptr_t addr, struct lg_symbol *out)
 {
-	static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 	int rc;
 
 	*out = (struct lg_symbol){ 0 };
@@ -430,7 +434,6 @@ int lg_symbolize(uintptr_t addr, struct lg_symbol *out)
 		return -ENOENT;
 	/* Busy: the opens, mmaps and the loader's own allocations are the guard's, not the host's. */
 	lg_enter();
-	pthread_once(&fork_once, register_fork_handlers);
 	pthread_mutex_lock(&sym.lock);
 	rc = symbolize_locked(addr, out);
 	pthread_mutex_unlock(&sym.lock);
@@ -440,7 +443,6 @@ int lg_symbolize(uintptr_t addr, struct lg_symbol *out)
 
 void lg_symbol_reset(void)
 {
-	/* Only ever called after lg_symbolize, which registered the fork handlers. */
 	lg_enter();
 	pthread_mutex_lock(&sym.lock);
 	for (size_t i = 0; i < sym.nmods; i++) {
