@@ -46,9 +46,20 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cd "$T"
 
+# GUARD_ALLOCATOR=system: allocations go to glibc's malloc, and the report says so.
+rm -f reports/*.json
+GUARD_ALLOCATOR=system guarded ./status 6 >out 2>err; rc=$?
+[ $rc -eq 6 ] || fail "GUARD_ALLOCATOR=system changed the exit status to $rc: $(cat err)"
+grep -qx "payload 6" out || fail "GUARD_ALLOCATOR=system broke the program's output"
+r=$(ls reports/*.json | head -1)
+[ "$(jget "$r" 'd["heap"]["backend"]')" = system ] || fail "heap backend is not system under GUARD_ALLOCATOR=system"
+rm -f reports/*.json
+guarded ./status 0 >/dev/null 2>&1
+[ "$(jget "$(ls reports/*.json | head -1)" 'd["heap"]["backend"]')" = jemalloc ] || fail "default backend is not jemalloc"
+
 # GUARD_DISABLE=1: every hook passes through and nothing is written.
 rm -f reports/*.json
 GUARD_DISABLE=1 guarded ./status 4 >out 2>err; rc=$?
 [ $rc -eq 4 ] || fail "GUARD_DISABLE changed the exit status"
 [ "$(count_reports)" -eq 0 ] || fail "GUARD_DISABLE=1 still wrote a report"
-echo "ok: status pass-through, signal death, report location, unwritable dirs, GUARD_DISABLE"
+echo "ok: status pass-through, signal death, report location, unwritable dirs, allocator choice, GUARD_DISABLE"
