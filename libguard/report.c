@@ -380,7 +380,22 @@ int lg_report_write(const char *reason)
 		return -EAGAIN;
 	lg_enter();
 	int saved = errno;
-	LG_REAL(pthread_mutex_lock)(&report_lock);
+	if (strcmp(reason, "exit") == 0) {
+		/* An exiting process must never hang on its guard: if another report is stuck (the
+		 * guardian was stopped mid-way, or waits on a lock the exiting thread holds), give up
+		 * on the exit report after a bounded wait. */
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 5;
+		if (LG_REAL(pthread_mutex_timedlock)(&report_lock, &deadline) != 0) {
+			lg_warn("no exit report: another report did not finish within 5 s");
+			errno = saved;
+			lg_leave();
+			return -ETIMEDOUT;
+		}
+	} else {
+		LG_REAL(pthread_mutex_lock)(&report_lock);
+	}
 	memset(&snap, 0, sizeof(snap));
 	snapshot_guard(&snap, reason);
 	lg_guards_snapshot(&snap);

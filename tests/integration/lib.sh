@@ -36,3 +36,37 @@ count_reports() { ls "$T"/reports/*.json 2>/dev/null | wc -l; }
 
 # jq-like field read with python: jget FILE EXPR (EXPR uses d as the parsed report)
 jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# nginx (the Debian package) as a test subject, one process answering "ok" on 127.0.0.1.
+# nginx_prepare [ACCESS_LOG]: picks a free port into $PORT, writes $T/nginx.conf (ACCESS_LOG is a
+# path, or off by default) and makes the exit trap stop nginx if it still runs.
+nginx_prepare() {
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$T/logs"
+  cat > "$T/nginx.conf" <<C
+user root;
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $T/logs/error.log warn;
+pid $T/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log ${1:-off};
+  server { listen 127.0.0.1:$PORT backlog=512; location / { return 200 "ok\n"; } }
+}
+C
+  NGINX=
+  trap '[ -n "$NGINX" ] && kill $NGINX 2>/dev/null; wait 2>/dev/null; cd /; rm -rf "$T"' EXIT
+}
+# start_nginx [VAR=VALUE...]: nginx in the background under that environment (for example
+# LD_PRELOAD=$LG_SO) and at most NGINX_TIMEOUT seconds (40); waits until it answers. $NGINX is the
+# background job, $pid nginx itself.
+start_nginx() {
+  env "$@" timeout -k 2 "${NGINX_TIMEOUT:-40}" nginx -p "$T" -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 &
+  NGINX=$!
+  for _ in $(seq 50); do curl -s -m 1 "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
+  [ "$(curl -s -m 2 "http://127.0.0.1:$PORT/")" = ok ] || fail "nginx does not answer: $(cat $T/nginx.out $T/logs/error.log)"
+  pid=$(cat "$T/nginx.pid")
+}
+stop_nginx() { kill $NGINX; wait $NGINX 2>/dev/null; NGINX=; }

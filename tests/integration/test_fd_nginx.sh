@@ -4,31 +4,11 @@
 . "$(dirname "$0")/lib.sh"
 need nginx wrk python3
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$T/logs"
-cat > "$T/nginx.conf" <<C
-user root;
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/logs/error.log warn;
-pid $T/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$PORT backlog=512; location / { return 200 "ok\n"; } }
-}
-C
+nginx_prepare
 cat > policy.json <<'J'
 { "version": 1, "mode": "enforce", "fd": { "max": 64, "on_max": "fail" } }
 J
-GUARD_POLICY=$T/policy.json LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports \
-  timeout -k 2 40 nginx -p "$T" -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 &
-NGINX=$!
-trap 'kill $NGINX 2>/dev/null; wait $NGINX 2>/dev/null; cd /; rm -rf "$T"' EXIT
-for i in $(seq 50); do curl -s -m 1 "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
-[ "$(curl -s -m 2 "http://127.0.0.1:$PORT/")" = ok ] || fail "nginx does not answer: $(cat $T/nginx.out $T/logs/error.log)"
-pid=$(cat "$T/nginx.pid")
+start_nginx GUARD_POLICY=$T/policy.json LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports
 
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }   # utime + stime, clock ticks
 
@@ -63,7 +43,7 @@ reqs=$(awk '/requests in/ {print $1}' <<<"$out")
 echo "wrk -c 150 under fd.max 64: $reqs requests; $(grep -i 'socket errors' <<<"$out")"
 [ "${reqs:-0}" -ge 200 ] || fail "nginx served ${reqs:-0} requests under load: $out"
 [ "$(curl -s -m 2 "http://127.0.0.1:$PORT/")" = ok ] || fail "nginx does not answer after the load"
-kill $NGINX; wait $NGINX 2>/dev/null
+stop_nginx
 r=$(ls reports/*.json | head -1) || fail "no report from nginx"
 json_ok $r
 [ "$(jget $r 'd["fd"]["max"]')" = 64 ] || fail "fd.max not in the report"

@@ -20,38 +20,16 @@
 need nginx wrk python3 curl
 
 RATE=200 BURST=20 DUR=3
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$T/logs"
-cat > "$T/nginx.conf" <<C
-user root;
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/logs/error.log warn;
-pid $T/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log $T/logs/access.log;
-  server { listen 127.0.0.1:$PORT backlog=512; location / { return 200 "ok\n"; } }
-}
-C
+nginx_prepare "$T/logs/access.log"
 cat > policy.json <<J
 { "version": 1, "mode": "enforce",
   "limits": [ { "name": "inbound", "call": "accept", "port": $PORT, "rate": $RATE, "burst": $BURST,
                 "on_limit": "shed" } ] }
 J
 
-NGINX=
-trap '[ -n "$NGINX" ] && kill $NGINX 2>/dev/null; wait 2>/dev/null; cd /; rm -rf "$T"' EXIT
-start_nginx() {   # start_nginx [env...]: nginx in the background, waits until it answers
-  : > "$T/logs/access.log"
-  env "$@" timeout -k 2 30 nginx -p "$T" -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 &
-  NGINX=$!
-  for _ in $(seq 50); do curl -s -m 1 "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
-  [ "$(curl -s -m 2 "http://127.0.0.1:$PORT/")" = ok ] || fail "nginx does not answer: $(cat $T/nginx.out $T/logs/error.log)"
-  pid=$(cat "$T/nginx.pid")
-}
-stop_nginx() { kill $NGINX; wait $NGINX 2>/dev/null; NGINX=; }
+NGINX_TIMEOUT=30
+# Each nginx run starts from an empty access log (served() counts its lines).
+fresh_access_log() { : > "$T/logs/access.log"; }
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }   # utime + stime, clock ticks
 served() { wc -l < "$T/logs/access.log"; }
 HZ=$(getconf CLK_TCK)
@@ -80,12 +58,12 @@ load() {
 }
 
 # Without libguard: the baseline the limit must be told apart from.
-start_nginx
+fresh_access_log; start_nginx
 load plain
 PLAIN=$SERVED PLAIN_CPU=$CPU_PCT
 stop_nginx
 
-start_nginx GUARD_POLICY=$T/policy.json LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports
+fresh_access_log; start_nginx GUARD_POLICY=$T/policy.json LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports
 load limited
 stop_nginx
 

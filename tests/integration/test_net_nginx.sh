@@ -5,35 +5,11 @@
 . "$(dirname "$0")/lib.sh"
 need nginx wrk python3 curl
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$T/logs"
-cat > "$T/nginx.conf" <<C
-user root;
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/logs/error.log warn;
-pid $T/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$PORT backlog=512; location / { return 200 "ok\n"; } }
-}
-C
+nginx_prepare
 cat > policy.json <<'J'
 { "version": 1, "mode": "enforce", "net": { "idle_timeout_ms": 500 } }
 J
 
-NGINX=
-trap '[ -n "$NGINX" ] && kill $NGINX 2>/dev/null; wait 2>/dev/null; cd /; rm -rf "$T"' EXIT
-start_nginx() {   # start_nginx [env...]: nginx in the background, waits until it answers
-  env "$@" timeout -k 2 40 nginx -p "$T" -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 &
-  NGINX=$!
-  for i in $(seq 50); do curl -s -m 1 "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
-  [ "$(curl -s -m 2 "http://127.0.0.1:$PORT/")" = ok ] || fail "nginx does not answer: $(cat $T/nginx.out $T/logs/error.log)"
-  pid=$(cat "$T/nginx.pid")
-}
-stop_nginx() { kill $NGINX; wait $NGINX 2>/dev/null; NGINX=; }
 nfds() { ls /proc/$pid/fd | wc -l; }
 
 # slow_clients: 60 connections that say nothing for 3 s; prints "connected" once they are up.

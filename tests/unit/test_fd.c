@@ -7,6 +7,7 @@
  */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "boot_helpers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,20 +38,8 @@ static const char policy_text[] =
 
 static int boot(void **state)
 {
-	char path[] = "/tmp/lg-test-fd-XXXXXX";
-	int fd = mkstemp(path);
-
 	(void)state;
-	if (fd < 0)
-		return -1;
-	if (write(fd, policy_text, sizeof(policy_text) - 1) != (ssize_t)sizeof(policy_text) - 1) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	int rc = lg_init(path);
-	unlink(path);
-	return rc == 0 && lg_state() == LG_READY && lg_fd_tracking() ? 0 : -1;
+	return boot_policy(policy_text) == 0 && lg_fd_tracking() ? 0 : -1;
 }
 
 static int raw_devnull(void)

@@ -6,6 +6,7 @@
  */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "boot_helpers.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -87,20 +88,8 @@ static uint64_t total_count(const struct lg_snapshot *s)
 
 static int boot(void **state)
 {
-	char path[] = "/tmp/lg-test-lock-XXXXXX";
-	int fd = mkstemp(path);
-
 	(void)state;
-	if (fd < 0)
-		return -1;
-	if (write(fd, policy_text, sizeof(policy_text) - 1) != (ssize_t)sizeof(policy_text) - 1) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	int rc = lg_init(path);
-	unlink(path);
-	return rc == 0 && lg_state() == LG_READY && lg_policy.locks.sample == SAMPLE ? 0 : -1;
+	return boot_policy(policy_text) == 0 && lg_policy.locks.sample == SAMPLE ? 0 : -1;
 }
 
 static void test_lock_not_tracked_while_busy(void **state)

@@ -6,6 +6,7 @@
  */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "boot_helpers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,20 +30,8 @@ static const char policy_text[] =
 
 static int boot(void **state)
 {
-	char path[] = "/tmp/lg-test-net-XXXXXX";
-	int fd = mkstemp(path);
-
 	(void)state;
-	if (fd < 0)
-		return -1;
-	if (write(fd, policy_text, sizeof(policy_text) - 1) != (ssize_t)sizeof(policy_text) - 1) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	int rc = lg_init(path);
-	unlink(path);
-	return rc == 0 && lg_state() == LG_READY && lg_fd_tracking() ? 0 : -1;
+	return boot_policy(policy_text) == 0 && lg_fd_tracking() ? 0 : -1;
 }
 
 static struct lg_snap_net net_snap(void)

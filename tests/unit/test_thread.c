@@ -8,6 +8,7 @@
  */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "boot_helpers.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -110,20 +111,8 @@ static NOINLINE int create_there(pthread_t *t, int n, void *(*fn)(void *))
 
 static int boot(void **state)
 {
-	char path[] = "/tmp/lg-test-thread-XXXXXX";
-	int fd = mkstemp(path);
-
 	(void)state;
-	if (fd < 0)
-		return -1;
-	if (write(fd, policy_text, sizeof(policy_text) - 1) != (ssize_t)sizeof(policy_text) - 1) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	int rc = lg_init(path);
-	unlink(path);
-	return rc == 0 && lg_state() == LG_READY && lg_policy.threads.max == MAX ? 0 : -1;
+	return boot_policy(policy_text) == 0 && lg_policy.threads.max == MAX ? 0 : -1;
 }
 
 static void test_thread_live_and_peak_follow_threads(void **state)
