@@ -2,48 +2,28 @@
  * back and put it back), and keeps epoll_wait from sleeping past the release of a held listener.
  * With no listener held, epoll_wait costs one relaxed load over the real call.
  */
+#include "hooks/fd_hooks.h"
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
 
 #include <errno.h>
 #include <sys/epoll.h>
 
-#define GUARDED() (lg_active() && lg_fd_tracking())
 
 LG_EXPORT int epoll_create(int size)
 {
 	if (!GUARDED())
 		return LG_REAL(epoll_create)(size);
-	if (LG_UNLIKELY(lg_fd_admit(1, 1) != 0)) {
-		errno = EMFILE;
-		return -1;
-	}
-	int fd = LG_REAL(epoll_create)(size);
-	int err = errno;
-	if (fd >= 0)
-		lg_fd_on_create(fd, LG_FD_EPOLL, 0, 1);
-	else
-		lg_fd_after_create(fd, err, 1);
-	errno = err;
-	return fd;
+	REFUSE_IF_FULL(1);
+	return made(LG_REAL(epoll_create)(size), LG_FD_EPOLL);
 }
 
 LG_EXPORT int epoll_create1(int flags)
 {
 	if (!GUARDED())
 		return LG_REAL(epoll_create1)(flags);
-	if (LG_UNLIKELY(lg_fd_admit(1, 1) != 0)) {
-		errno = EMFILE;
-		return -1;
-	}
-	int fd = LG_REAL(epoll_create1)(flags);
-	int err = errno;
-	if (fd >= 0)
-		lg_fd_on_create(fd, LG_FD_EPOLL, 0, 1);
-	else
-		lg_fd_after_create(fd, err, 1);
-	errno = err;
-	return fd;
+	REFUSE_IF_FULL(1);
+	return made(LG_REAL(epoll_create1)(flags), LG_FD_EPOLL);
 }
 
 LG_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)

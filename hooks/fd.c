@@ -8,6 +8,7 @@
  * and the program to start the recorded stack at the program's call, so every hook keeps its
  * own frame (the result is used after the call).
  */
+#include "hooks/fd_hooks.h"
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
 
@@ -24,42 +25,6 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-/* Inlined into each hook, so the hook's frame is the one frame of ours above the program. */
-static inline __attribute__((always_inline)) int made(int fd, int kind)
-{
-	int err = errno;
-
-	if (fd >= 0)
-		lg_fd_on_create(fd, kind, 0, 1);
-	else
-		lg_fd_after_create(fd, err, 1);
-	errno = err;
-	return fd;
-}
-
-static inline __attribute__((always_inline)) int made2(int rc, int *fds, int kind)
-{
-	int err = errno;
-
-	if (rc == 0) {
-		lg_fd_on_create(fds[0], kind, 0, 1);
-		lg_fd_on_create(fds[1], kind, 0, 1);
-	} else {
-		lg_fd_after_create(rc, err, 1);
-	}
-	errno = err;
-	return rc;
-}
-
-#define REFUSE_IF_FULL(n)                                                                          \
-	do {                                                                                       \
-		if (LG_UNLIKELY(lg_fd_admit((n), 1) != 0)) {                                      \
-			errno = EMFILE;                                                            \
-			return -1;                                                                 \
-		}                                                                                  \
-	} while (0)
-
-#define GUARDED() (lg_active() && lg_fd_tracking())
 
 /* ---- open ---- */
 
@@ -185,16 +150,29 @@ LG_EXPORT int dup(int old)
 
 /* dup2/dup3 onto an open fd close it implicitly; recording the new one over its entry replaces
  * it, so only a new number counts against fd.max. */
+/* dup2/dup3 onto new: a new number counts against fd.max (an existing one is replaced, not
+ * added); a held listener there is released, and the reserve fd is the program's from now on.
+ * Returns -EMFILE when fd.max refuses. */
+static inline __attribute__((always_inline)) int before_dup_onto(int new)
+{
+	struct lg_fd_entry *e = lg_fd_entry(new, false);
+
+	if ((!e || !atomic_load_explicit(&e->info, memory_order_relaxed)) && lg_fd_admit(1, 1) != 0)
+		return -EMFILE;
+	if (e && atomic_load_explicit(&e->held_until_ns, memory_order_relaxed))
+		lg_fd_unhold(new, false);
+	lg_fd_reserve_disown(new);
+	return 0;
+}
+
 LG_EXPORT int dup2(int old, int new)
 {
 	if (!GUARDED() || old == new)
 		return LG_REAL(dup2)(old, new);
-	struct lg_fd_entry *e = lg_fd_entry(new, false);
-	if (!e || !atomic_load_explicit(&e->info, memory_order_relaxed))
-		REFUSE_IF_FULL(1);
-	if (e && atomic_load_explicit(&e->held_until_ns, memory_order_relaxed))
-		lg_fd_unhold(new, false);
-	lg_fd_reserve_disown(new);
+	if (LG_UNLIKELY(before_dup_onto(new) != 0)) {
+		errno = EMFILE;
+		return -1;
+	}
 	return made(LG_REAL(dup2)(old, new), kind_of(old));
 }
 
@@ -202,12 +180,10 @@ LG_EXPORT int dup3(int old, int new, int flags)
 {
 	if (!GUARDED() || old == new)
 		return LG_REAL(dup3)(old, new, flags);
-	struct lg_fd_entry *e = lg_fd_entry(new, false);
-	if (!e || !atomic_load_explicit(&e->info, memory_order_relaxed))
-		REFUSE_IF_FULL(1);
-	if (e && atomic_load_explicit(&e->held_until_ns, memory_order_relaxed))
-		lg_fd_unhold(new, false);
-	lg_fd_reserve_disown(new);
+	if (LG_UNLIKELY(before_dup_onto(new) != 0)) {
+		errno = EMFILE;
+		return -1;
+	}
 	return made(LG_REAL(dup3)(old, new, flags), kind_of(old));
 }
 

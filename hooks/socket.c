@@ -4,13 +4,13 @@
  * Hooks keep their own frame (no tail call into the guard): the recorded stacks start at the
  * program's call by counting the guard's frames.
  */
+#include "hooks/fd_hooks.h"
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
 
 #include <errno.h>
 #include <sys/socket.h>
 
-#define GUARDED() (lg_active() && lg_fd_tracking())
 /* Keeps a call out of tail position: the hook's frame stays on the stack during it. */
 #define KEEP_FRAME() __asm__ volatile("" ::: "memory")
 
@@ -18,38 +18,16 @@ LG_EXPORT int socket(int domain, int type, int protocol)
 {
 	if (!GUARDED())
 		return LG_REAL(socket)(domain, type, protocol);
-	if (LG_UNLIKELY(lg_fd_admit(1, 1) != 0)) {
-		errno = EMFILE;
-		return -1;
-	}
-	int fd = LG_REAL(socket)(domain, type, protocol);
-	int err = errno;
-	if (fd >= 0)
-		lg_fd_on_create(fd, LG_FD_SOCKET, 0, 1);
-	else
-		lg_fd_after_create(fd, err, 1);
-	errno = err;
-	return fd;
+	REFUSE_IF_FULL(1);
+	return made(LG_REAL(socket)(domain, type, protocol), LG_FD_SOCKET);
 }
 
 LG_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
 	if (!GUARDED())
 		return LG_REAL(socketpair)(domain, type, protocol, sv);
-	if (LG_UNLIKELY(lg_fd_admit(2, 1) != 0)) {
-		errno = EMFILE;
-		return -1;
-	}
-	int rc = LG_REAL(socketpair)(domain, type, protocol, sv);
-	int err = errno;
-	if (rc == 0) {
-		lg_fd_on_create(sv[0], LG_FD_SOCKET, 0, 1);
-		lg_fd_on_create(sv[1], LG_FD_SOCKET, 0, 1);
-	} else {
-		lg_fd_after_create(rc, err, 1);
-	}
-	errno = err;
-	return rc;
+	REFUSE_IF_FULL(2);
+	return made2(LG_REAL(socketpair)(domain, type, protocol, sv), sv, LG_FD_SOCKET);
 }
 
 LG_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
