@@ -5,6 +5,7 @@
 need python3 g++
 
 cat > "$T/cxx.cc" <<'CC'
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -15,6 +16,7 @@ cat > "$T/cxx.cc" <<'CC'
 static std::mutex mu;
 static std::shared_mutex smu;
 static long counter, shared_value;
+static std::atomic<bool> writer_done;
 
 __attribute__((noinline)) void bump_counter(int n)
 {
@@ -32,12 +34,15 @@ __attribute__((noinline)) void write_shared(int n)
 		shared_value++;
 		std::this_thread::sleep_for(std::chrono::microseconds(200));
 	}
+	writer_done = true;
 }
 
+/* Reads for as long as the writer writes (at least n times): the reader always meets the writer
+ * holding the lock, whichever thread the scheduler starts first. */
 __attribute__((noinline)) long read_shared(int n)
 {
 	long sum = 0;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n || !writer_done; i++) {
 		std::shared_lock<std::shared_mutex> g(smu);
 		sum += shared_value;
 	}
