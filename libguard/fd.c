@@ -285,10 +285,19 @@ static uint64_t nofile_soft(void)
 	return (uint64_t)rl.rlim_cur;
 }
 
+static void reserve_replace(void);
+
 void lg_fd_on_rlimit(int resource)
 {
-	if (resource == RLIMIT_NOFILE && lg_policy.fd.max == 0)
+	if (resource != RLIMIT_NOFILE)
+		return;
+	if (lg_policy.fd.max == 0)
 		set_max(nofile_soft());
+	/* The kernel hands out numbers below the soft limit only: a reserve at or above a lowered
+	 * limit frees nothing when closed. Open it again while the program still has room. */
+	int fd = atomic_load(&reserve_fd);
+	if (fd >= 0 && (uint64_t)fd >= nofile_soft())
+		reserve_replace();
 }
 
 /* skip: guard frames between violation_stack's caller and the program. noinline: the count of
@@ -408,6 +417,12 @@ bool lg_fd_reserve_release(void)
 void lg_fd_reserve_restore(void)
 {
 	reserve_open();
+}
+
+static void reserve_replace(void)
+{
+	if (lg_fd_reserve_release())
+		reserve_open();
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -669,11 +684,19 @@ static void warn_top_sites(void)
 static void fd_tick(uint64_t now)
 {
 	(void)now;
-	if (atomic_exchange(&reserve_lent, 0))
-		reserve_open();
+	/* Whatever took the reserve (a shed accept, a report) and could not open it again because
+	 * the program held every fd: try again. */
+	reserve_open();
 	lg_fd_reconcile();
 	if (atomic_exchange(&warn_pending, 0))
 		warn_top_sites();
+}
+
+/* The report that borrowed the reserve is written: take it back. */
+static void fd_report_done(void)
+{
+	if (atomic_exchange(&reserve_lent, 0))
+		reserve_open();
 }
 
 static void hold_tick(uint64_t now)
@@ -762,4 +785,4 @@ static void fd_atfork_child(void)
 
 /* Late: the other guards' own descriptors exist by then, and are told apart (see own_fds). */
 LG_GUARD(fd, .order = 90, .init = fd_init, .atfork_child = fd_atfork_child,
-	 .snapshot = fd_snapshot);
+	 .snapshot = fd_snapshot, .report_done = fd_report_done);

@@ -220,6 +220,7 @@ void lg_report_atfork_parent(void);
 void lg_report_atfork_child(void);
 /* Ask every registered guard to fill its section (runtime.c). */
 int lg_guards_snapshot(struct lg_snapshot *s);
+void lg_guards_report_done(void);   /* after a report, its files written */
 /* Arena for snapshot contents: freed with the snapshot. */
 void *lg_snapshot_alloc(struct lg_snapshot *s, size_t size);
 
@@ -236,6 +237,7 @@ struct lg_guard_desc {
 	void (*init)(void);                         /* at boot, with the policy loaded */
 	void (*atfork_child)(void);                 /* in a forked child, single-threaded */
 	int (*snapshot)(struct lg_snapshot *s);     /* fill its section of a report */
+	void (*report_done)(void);                  /* the report's files are written */
 	void (*at_exit)(void);                      /* before the exit report */
 };
 #define LG_GUARD(id, ...)                                                                        \

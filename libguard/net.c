@@ -170,6 +170,21 @@ void lg_net_on_setsockopt(int fd, int level, int name)
  * accept
  * ------------------------------------------------------------------------------------------- */
 
+/* Accept one pending connection and reset it; returns >= 0 when one was shed, else -1 with
+ * *err set. */
+static int shed_one(int lfd, bool blocking, int *err)
+{
+	int fd = LG_REAL(accept4)(lfd, NULL, NULL, SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
+	if (fd < 0) {
+		*err = errno;
+		return -1;
+	}
+	struct linger lin = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
+	LG_REAL(close)(fd);
+	return fd;
+}
+
 /* No fd for the connection (fd.max, or the kernel's EMFILE/ENFILE). Returns 1 when the caller
  * should accept again (a blocking listener after a shed), else -1 with errno set. */
 static __attribute__((noinline)) int exhausted(int lfd, bool kernel, int kernel_errno, int *blocking)
@@ -182,28 +197,30 @@ static __attribute__((noinline)) int exhausted(int lfd, bool kernel, int kernel_
 		return -1;
 	}
 	/* Otherwise shed one pending connection so the listener does not stay readable: with the
-	 * reserve fd when the kernel has none left. */
+	 * reserve fd when the kernel has none left (fd.max can refuse while the kernel has room, or
+	 * the other way round: the kernel says which). */
 	bool reserve = kernel && lg_fd_reserve_release();
-	if (kernel && !reserve) {
+	int err = kernel_errno, fd = -1;
+	if (!kernel || reserve) {
+		fd = shed_one(lfd, *blocking, &err);
+		if (fd < 0 && !reserve && (err == EMFILE || err == ENFILE) &&
+		    (reserve = lg_fd_reserve_release()))
+			fd = shed_one(lfd, *blocking, &err);
+		if (reserve)
+			lg_fd_reserve_restore();
+	}
+	if (fd >= 0) {
+		record(EV_SHED, lg_stack_capture(3));
 		if (*blocking)
-			sleep_ns(50000000ull);   /* no reserve: at least do not spin */
-		errno = kernel_errno;
+			return 1;
+		errno = EAGAIN;
 		return -1;
 	}
-	int flags = SOCK_CLOEXEC | (*blocking ? 0 : SOCK_NONBLOCK);
-	int fd = LG_REAL(accept4)(lfd, NULL, NULL, flags);
-	int err = errno;
-	if (fd >= 0) {
-		struct linger lin = { .l_onoff = 1, .l_linger = 0 };
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
-		LG_REAL(close)(fd);
-		record(EV_SHED, lg_stack_capture(3));
-	}
-	if (reserve)
-		lg_fd_reserve_restore();
-	if (fd >= 0 && *blocking)
-		return 1;
-	errno = fd >= 0 ? EAGAIN : err;
+	/* Nothing could be shed for want of an fd: a blocking caller would come straight back, so
+	 * at least do not let it spin. */
+	if (*blocking && (err == EMFILE || err == ENFILE))
+		sleep_ns(50000000ull);
+	errno = err;
 	return -1;
 }
 

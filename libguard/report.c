@@ -418,6 +418,7 @@ int lg_report_write(const char *reason)
 			strerror(-rc));
 	snapshot_free(&snap);
 	lg_symbol_reset();
+	lg_guards_report_done();
 	LG_REAL(pthread_mutex_unlock)(&report_lock);
 	errno = saved;
 	lg_leave();

@@ -135,6 +135,14 @@ int lg_guards_snapshot(struct lg_snapshot *s)
 	return 0;
 }
 
+void lg_guards_report_done(void)
+{
+	for (int i = 0; i < nguards; i++) {
+		if (guards[i]->report_done)
+			guards[i]->report_done();
+	}
+}
+
 /* ---- identity ---- */
 
 static void read_identity(void)
