@@ -139,16 +139,20 @@ static uint32_t entry_off8(const struct stack_entry *e)
  * unw_backtrace keeps its own per-thread trace cache (Gtrace.c, filled through tdep_stash_frame),
  * so a warm capture still never parses DWARF.
  *
- * Warm-up: the first unwind runs tdep_init and creates the per-thread trace cache
- * (pthread_setspecific, which may calloc); better here at boot than inside a hook. The busy flag
- * keeps any allocation it makes out of our own hooks. */
+ * Warm-up: the first unwind runs tdep_init; better here at boot than inside a hook. Only that: a
+ * cursor set up with unw_init_local runs it, while unw_backtrace would also build this thread's
+ * trace cache, a 256 KiB table zeroed page by page (64 page faults in every process, even one
+ * that never captures a stack). Each thread builds its own at its first capture. The busy flag
+ * keeps any allocation libunwind makes out of our own hooks. */
 static void unwinder_setup(void)
 {
-	void *frames[4];
+	unw_context_t uc;
+	unw_cursor_t cursor;
 
 	lg_enter();
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
-	(void)unw_backtrace(frames, (int)LG_ARRAY_SIZE(frames));
+	if (unw_getcontext(&uc) == 0)
+		(void)unw_init_local(&cursor, &uc);
 	lg_leave();
 }
 
