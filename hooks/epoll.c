@@ -38,10 +38,28 @@ static inline bool holding(void)
 	return GUARDED() && atomic_load_explicit(&lg_fd_nheld, memory_order_relaxed) != 0;
 }
 
+/* Before a wait and after it (a signal may have cut it short): the deferred guardian's turn
+ * (guardian.c, hooks/wait.c). */
+static inline void turn(void)
+{
+	if (lg_active()) {
+		int err = errno;
+		lg_guardian_poll_every(0);
+		errno = err;
+	}
+}
+
+static inline int polled(int rc)
+{
+	turn();
+	return rc;
+}
+
 LG_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
+	turn();
 	if (LG_LIKELY(!holding()))
-		return LG_REAL(epoll_wait)(epfd, events, maxevents, timeout);
+		return polled(LG_REAL(epoll_wait)(epfd, events, maxevents, timeout));
 	return lg_fd_epoll_wait(epfd, events, maxevents,
 				timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL, 0);
 }
@@ -49,8 +67,9 @@ LG_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, in
 LG_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
 			  const sigset_t *sigmask)
 {
+	turn();
 	if (LG_LIKELY(!holding()))
-		return LG_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
+		return polled(LG_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask));
 	return lg_fd_epoll_wait(epfd, events, maxevents,
 				timeout < 0 ? -1 : (int64_t)timeout * 1000000, sigmask, 1);
 }
@@ -62,9 +81,10 @@ LG_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
 		errno = ENOSYS;
 		return -1;
 	}
+	turn();
 	if (LG_LIKELY(!holding()) || (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
 						  timeout->tv_nsec >= 1000000000)))
-		return LG_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask);
+		return polled(LG_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask));
 	return lg_fd_epoll_wait(epfd, events, maxevents,
 				timeout ? (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec : -1,
 				sigmask, 2);

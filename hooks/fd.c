@@ -284,6 +284,7 @@ LG_EXPORT int close(int fd)
 		return 0;
 	int saved = errno;
 	lg_fd_on_close(fd);
+	lg_guardian_poll();
 	errno = saved;
 	return LG_REAL(close)(fd);
 }

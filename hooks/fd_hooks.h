@@ -18,6 +18,7 @@ static inline __attribute__((always_inline)) int made(int fd, int kind)
 		lg_fd_on_create(fd, kind, 0, 1);
 	else
 		lg_fd_after_create(fd, err, 1);
+	lg_guardian_poll();
 	errno = err;
 	return fd;
 }
@@ -32,6 +33,7 @@ static inline __attribute__((always_inline)) int made2(int rc, int *fds, int kin
 	} else {
 		lg_fd_after_create(rc, err, 1);
 	}
+	lg_guardian_poll();
 	errno = err;
 	return rc;
 }

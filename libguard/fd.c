@@ -138,6 +138,8 @@ static void note_high(int fd)
 		;
 }
 
+static void fd_tick(uint64_t now);
+
 static void count_open(void)
 {
 	uint64_t n = atomic_fetch_add_explicit(&open_count, 1, memory_order_relaxed) + 1;
@@ -149,7 +151,7 @@ static void count_open(void)
 	    !atomic_load_explicit(&warned, memory_order_relaxed) && !atomic_exchange(&warned, 1)) {
 		/* Naming sites needs the symbolizer, which is for report time: the guardian does it. */
 		atomic_store(&warn_pending, 1);
-		lg_guardian_wake();
+		lg_guardian_soon(fd_tick);
 	}
 }
 

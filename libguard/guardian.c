@@ -4,6 +4,15 @@
  * writes the reports that a signal asks for, since a signal handler may only wake it: it polls
  * an eventfd that the handler writes to (write(2) is async-signal-safe). All signals are blocked
  * in it, so the host's signals are never delivered to a thread it does not know.
+ *
+ * It starts late in a program that has no thread of its own. The first thread makes a process
+ * multi-threaded for good: glibc then takes real, atomic locks in every mutex and stdio call that
+ * it skips while single-threaded (about 10 ns a lock and unlock here). So while the program is
+ * single-threaded the guardian is "deferred": its periodic tasks run inside the program's own
+ * descriptor calls (lg_guardian_poll in the fd, socket and epoll hooks), at most once a period,
+ * and the thread starts only when something needs it: the program's first pthread_create, a
+ * report signal (served at the program's next such call), a held listener, or a policy whose
+ * work must run while the program sleeps (interval reports, idle reaping).
  */
 #include "libguard/internal.h"
 
@@ -14,6 +23,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,6 +44,24 @@ static _Atomic int stopping;
 static _Atomic int report_requested;
 static pthread_t guardian_thread;
 
+/* LG_DEFERRED_*: see internal.h. */
+_Atomic int lg_guardian_deferred;
+/* Deferred mode: when the next task is due (monotonic ns), and who is running tasks now (the
+ * program's threads and, at hand-over, the new guardian thread take turns). */
+static _Atomic uint64_t next_due_ns;
+static _Atomic int tasks_busy;
+
+static int start_thread(void);
+static bool child_single;
+
+static bool want_thread;
+
+/* __libc_single_threaded (glibc 2.32): true until the process first creates a thread. */
+static bool single_threaded(void)
+{
+	return child_single || __libc_single_threaded;
+}
+
 int lg_guardian_every(const char *name, uint32_t period_ms, lg_task_fn fn)
 {
 	int i = atomic_load(&ntasks);
@@ -44,6 +72,10 @@ int lg_guardian_every(const char *name, uint32_t period_ms, lg_task_fn fn)
 				  .next_ns = lg_now_ns() + (uint64_t)period_ms * 1000000ull,
 				  .fn = fn };
 	atomic_store(&ntasks, i + 1);
+	uint64_t due = atomic_load(&next_due_ns);
+	while ((due == 0 || tasks[i].next_ns < due) &&
+	       !atomic_compare_exchange_weak(&next_due_ns, &due, tasks[i].next_ns))
+		;
 	lg_guardian_wake();
 	return 0;
 }
@@ -64,6 +96,23 @@ void lg_guardian_wake(void)
 void lg_guardian_request_report(void)
 {
 	atomic_store_explicit(&report_requested, 1, memory_order_relaxed);
+	/* No thread yet: the program's next descriptor call starts it (a signal handler cannot). */
+	int expected = LG_DEFERRED_IDLE;
+	atomic_compare_exchange_strong(&lg_guardian_deferred, &expected, LG_DEFERRED_NOW);
+	lg_guardian_wake();
+}
+
+void lg_guardian_soon(lg_task_fn fn)
+{
+	int n = atomic_load(&ntasks);
+
+	for (int i = 0; i < n; i++) {
+		if (tasks[i].fn == fn)
+			tasks[i].next_ns = 0;
+	}
+	atomic_store(&next_due_ns, 0);
+	int expected = LG_DEFERRED_IDLE;
+	atomic_compare_exchange_strong(&lg_guardian_deferred, &expected, LG_DEFERRED_NOW);
 	lg_guardian_wake();
 }
 
@@ -75,6 +124,62 @@ bool lg_guardian_owns_fd(int fd)
 bool lg_guardian_is_self(void)
 {
 	return atomic_load(&running) && pthread_equal(pthread_self(), guardian_thread);
+}
+
+/* Runs the tasks that are due; returns when the next one is. The caller holds tasks_busy. */
+static uint64_t run_tasks(uint64_t now)
+{
+	uint64_t next = now + 60000000000ull;
+	int n = atomic_load(&ntasks);
+
+	for (int i = 0; i < n; i++) {
+		if (tasks[i].next_ns <= now) {
+			tasks[i].fn(now);
+			tasks[i].next_ns = now + tasks[i].period_ns;
+		}
+		if (tasks[i].next_ns < next)
+			next = tasks[i].next_ns;
+	}
+	return next;
+}
+
+static bool tasks_claim(void)
+{
+	return !atomic_exchange_explicit(&tasks_busy, 1, memory_order_acquire);
+}
+
+static void tasks_release(void)
+{
+	atomic_store_explicit(&tasks_busy, 0, memory_order_release);
+}
+
+void lg_guardian_poll_slow(void)
+{
+	int d = atomic_load(&lg_guardian_deferred);
+
+	if (d == LG_DEFERRED_OFF || !lg_active())
+		return;
+	int saved = errno;
+	if (atomic_load(&report_requested)) {
+		start_thread();   /* it writes the report */
+		errno = saved;
+		return;
+	}
+	if (d == LG_DEFERRED_NOW) {
+		int expected = LG_DEFERRED_NOW;
+		atomic_compare_exchange_strong(&lg_guardian_deferred, &expected, LG_DEFERRED_IDLE);
+	}
+	uint64_t now = lg_now_ns();
+	if (now < atomic_load_explicit(&next_due_ns, memory_order_relaxed) || !tasks_claim())
+		return;
+	/* The thread may have started since: from then on the tasks are its own. */
+	if (atomic_load(&lg_guardian_deferred) == LG_DEFERRED_IDLE) {
+		lg_enter();
+		atomic_store_explicit(&next_due_ns, run_tasks(now), memory_order_relaxed);
+		lg_leave();
+	}
+	tasks_release();
+	errno = saved;
 }
 
 static void *guardian_main(void *arg)
@@ -89,16 +194,11 @@ static void *guardian_main(void *arg)
 
 	while (!atomic_load(&stopping)) {
 		uint64_t now = lg_now_ns();
-		uint64_t next = now + 60000000000ull;
-		int n = atomic_load(&ntasks);
+		uint64_t next = now + 1000000ull;   /* a program thread is running the tasks: retry */
 
-		for (int i = 0; i < n; i++) {
-			if (tasks[i].next_ns <= now) {
-				tasks[i].fn(now);
-				tasks[i].next_ns = now + tasks[i].period_ns;
-			}
-			if (tasks[i].next_ns < next)
-				next = tasks[i].next_ns;
+		if (tasks_claim()) {
+			next = run_tasks(now);
+			tasks_release();
 		}
 		if (interval_ns && next_report <= now) {
 			lg_report_write("interval");
@@ -128,14 +228,18 @@ static bool needed(void)
 	       lg_policy.report.signal != 0;
 }
 
-int lg_guardian_start(void)
+/* Creates the thread. Callers made sure it is needed and not running. */
+static int start_thread(void)
 {
 	sigset_t all, old;
 	pthread_attr_t attr;
 	int expected = 0;
 
-	if (!needed() || !atomic_compare_exchange_strong(&running, &expected, 1))
+	if (!atomic_compare_exchange_strong(&running, &expected, 1))
 		return 0;
+	/* From here on the program's calls no longer run tasks (one that is running them now
+	 * finishes first: the thread waits for tasks_busy). */
+	int was = atomic_exchange(&lg_guardian_deferred, LG_DEFERRED_OFF);
 	lg_enter();
 	if (wake_fd < 0)
 		wake_fd = lg_fd_move_high((int)syscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -149,10 +253,39 @@ int lg_guardian_start(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		atomic_store(&running, 0);
-		lg_warn("cannot start the guardian thread: %s; periodic work is off", strerror(rc));
+		/* Keep the periodic work going in the program's calls. */
+		atomic_store(&lg_guardian_deferred, was ? LG_DEFERRED_IDLE : LG_DEFERRED_OFF);
+		lg_warn("cannot start the guardian thread: %s; periodic work runs in the program's "
+			"own calls", strerror(rc));
 	}
 	lg_leave();
 	return -rc;
+}
+
+int lg_guardian_start(void)
+{
+	if (!needed() || atomic_load(&running))
+		return 0;
+	/* Work that must happen while the program sleeps needs the thread from the start; so does
+	 * a program that already has threads (nothing to save there). */
+	if (want_thread || lg_policy.report.interval_s > 0 || !single_threaded())
+		return start_thread();
+	atomic_store(&lg_guardian_deferred,
+		     atomic_load(&report_requested) ? LG_DEFERRED_NOW : LG_DEFERRED_IDLE);
+	return 0;
+}
+
+void lg_guardian_need_thread(void)
+{
+	if (atomic_load_explicit(&lg_guardian_deferred, memory_order_relaxed) != LG_DEFERRED_OFF)
+		start_thread();
+	else if (lg_state() != LG_READY)
+		want_thread = true;   /* at init: lg_guardian_start starts it */
+}
+
+bool lg_guardian_deferred_now(void)
+{
+	return atomic_load(&lg_guardian_deferred) != LG_DEFERRED_OFF;
 }
 
 void lg_guardian_stop(void)
@@ -181,5 +314,11 @@ void lg_guardian_after_fork_child(void)
 	wake_fd = -1;
 	atomic_store(&running, 0);
 	atomic_store(&report_requested, 0);
+	atomic_store(&tasks_busy, 0);
+	atomic_store(&lg_guardian_deferred, LG_DEFERRED_OFF);
+	/* The child has one thread, whatever glibc's flag says: deferred, unless its policy needs
+	 * the thread from the start. */
+	child_single = true;
 	lg_guardian_start();
+	child_single = false;
 }

@@ -46,6 +46,7 @@ struct lg_thread {
 	uint32_t realtime_countdown; /* realtime reads until the next sampled reader stack */
 	uint32_t lock_countdown;     /* contended acquisitions until the next recorded stack */
 	uint64_t lock_contended;     /* contended acquisitions by this thread */
+	uint32_t poll_calls;         /* descriptor calls, for lg_guardian_poll */
 };
 
 extern LG_TLS struct lg_thread lg_tls;
@@ -162,11 +163,37 @@ void lg_guardian_stop(void);
 /* Async-signal-safe: ask the guardian for a report with this reason ("signal", "interval"). */
 void lg_guardian_request_report(void);
 void lg_guardian_wake(void);
+/* Run this task at the next turn rather than at its period (async-signal-safe). */
+void lg_guardian_soon(lg_task_fn fn);
 bool lg_guardian_is_self(void);
 /* The guard's own descriptors (not the program's: never counted, never closed for it). */
 bool lg_guardian_owns_fd(int fd);
-/* fork: the child has no guardian thread; start a new one. */
+/* fork: the child has no guardian thread; start a new one (or defer it). */
 void lg_guardian_after_fork_child(void);
+/* The thread is needed now (the program makes its first thread, a listener is held): start it
+ * if it is deferred. Not from a signal handler. */
+void lg_guardian_need_thread(void);
+bool lg_guardian_deferred_now(void);
+
+/* Deferred mode (see guardian.c): a single-threaded program has no guardian thread yet, and its
+ * fd, socket and epoll calls run the periodic tasks. OFF: the thread runs, or nothing needs it;
+ * IDLE: poll every 16th call; NOW: a report was asked for, start the thread at the next call. */
+enum { LG_DEFERRED_OFF = 0, LG_DEFERRED_IDLE = 1, LG_DEFERRED_NOW = 2 };
+extern _Atomic int lg_guardian_deferred;
+void lg_guardian_poll_slow(void);
+
+/* In hooks that make a syscall anyway, after the real call; not in hooks that signal handlers
+ * use a lot (clock reads). One relaxed load when the thread runs; in a deferred single-threaded
+ * program, a clock read every 16th call (every call for calls that block: epoll_wait). */
+static inline void lg_guardian_poll_every(unsigned mask)
+{
+	int d = atomic_load_explicit(&lg_guardian_deferred, memory_order_relaxed);
+
+	if (LG_UNLIKELY(d != LG_DEFERRED_OFF) &&
+	    (d == LG_DEFERRED_NOW || (++lg_tls.poll_calls & mask) == 0))
+		lg_guardian_poll_slow();
+}
+#define lg_guardian_poll() lg_guardian_poll_every(15)
 
 /* ---------------------------------------------------------------------------------------------
  * stack.c: capture and interning; symbol.c: symbolization at report time

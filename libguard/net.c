@@ -589,6 +589,10 @@ int lg_fd_hold(int fd, uint64_t until_ns, int reason)
 		}
 	}
 	hold_lock_drop();
+	/* An epoll_wait of ours releases it in time; one we do not see (poll() on the epoll fd, a
+	 * second loop) relies on the guardian's tick. */
+	if (rc == 0)
+		lg_guardian_need_thread();
 	errno = saved;
 	return rc;
 }
@@ -761,8 +765,11 @@ static void net_init(void)
 	if (lg_policy.net.connect_timeout_ms &&
 	    (!period || lg_policy.net.connect_timeout_ms / 4 < period))
 		period = lg_policy.net.connect_timeout_ms / 4;
-	if (lg_policy.net.idle_timeout_ms || lg_policy.net.connect_timeout_ms)
+	if (lg_policy.net.idle_timeout_ms || lg_policy.net.connect_timeout_ms) {
 		lg_guardian_every("net", period < 20 ? 20 : period > 1000 ? 1000 : period, lg_net_scan);
+		/* Idle connections are closed while the program sleeps: that needs the thread. */
+		lg_guardian_need_thread();
+	}
 }
 
 static void net_atfork_child(void)

@@ -21,6 +21,7 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 struct signalfd_siginfo;
 struct rlimit64;
@@ -70,6 +71,17 @@ struct rlimit64;
 	X(OPTIONAL, int, epoll_pwait2,                                                            \
 	  (int, struct epoll_event *, int, const struct timespec *, const sigset_t *))            \
 	X(REQUIRED, int, poll, (struct pollfd *, nfds_t, int))                                    \
+	X(REQUIRED, int, ppoll,                                                                   \
+	  (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))                   \
+	X(REQUIRED, int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *))           \
+	X(REQUIRED, int, pselect,                                                                 \
+	  (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *))         \
+	/* sleeps */                                                                              \
+	X(REQUIRED, unsigned, sleep, (unsigned))                                                  \
+	X(REQUIRED, int, usleep, (useconds_t))                                                    \
+	X(REQUIRED, int, nanosleep, (const struct timespec *, struct timespec *))                 \
+	X(REQUIRED, int, clock_nanosleep,                                                         \
+	  (clockid_t, int, const struct timespec *, struct timespec *))                           \
 	/* clocks */                                                                              \
 	X(REQUIRED, int, clock_gettime, (clockid_t, struct timespec *))                           \
 	X(REQUIRED, int, gettimeofday, (struct timeval *, void *))                                \

@@ -172,6 +172,9 @@ int lg_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*star
 
 	if (!real_create)
 		return EAGAIN;   /* only while the real table is being resolved, at startup */
+	/* The program becomes multi-threaded: the guardian's thread costs it nothing more now. */
+	if (lg_active())
+		lg_guardian_need_thread();
 	if (!tracking || !lg_active())
 		return real_create(thread, attr, start, arg);
 
