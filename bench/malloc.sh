@@ -87,7 +87,7 @@ mkdir -p "$W/rep"
 cat > "$W/report.json" <<'EOF'
 { "version": 1, "report": { "interval_s": 1, "at_exit": false, "signal": null } }
 EOF
-LD_PRELOAD=$LIB GUARD_POLICY=$W/report.json GUARD_REPORT_DIR=$W/rep "$W/malloc" $((OPS * 8)) >/dev/null
+LD_PRELOAD=$LIB GUARD_POLICY=$W/report.json GUARD_REPORT_DIR=$W/rep "$W/malloc" $((OPS * 30)) >/dev/null
 f=$(ls "$W"/rep/*.json 2>/dev/null | head -1)
 if [ -n "$f" ]; then
   python3 - "$f" <<'EOF'
