@@ -9,10 +9,12 @@
  * multi-threaded for good: glibc then takes real, atomic locks in every mutex and stdio call that
  * it skips while single-threaded (about 10 ns a lock and unlock here). So while the program is
  * single-threaded the guardian is "deferred": its periodic tasks run inside the program's own
- * descriptor calls (lg_guardian_poll in the fd, socket and epoll hooks), at most once a period,
- * and the thread starts only when something needs it: the program's first pthread_create, a
- * report signal (served at the program's next such call), a held listener, or a policy whose
- * work must run while the program sleeps (interval reports, idle reaping).
+ * calls (lg_guardian_poll in the fd, socket and epoll hooks, and in hooks/wait.c: sleeps, poll,
+ * select), at most once a period, and the thread starts only when something needs it: the
+ * program's first pthread_create, a report signal (served at the program's next such call), a
+ * held listener, or a policy whose work must run while the program sleeps (interval reports,
+ * idle reaping, connect timeouts). A task that runs in the program's call runs with the busy
+ * flag set, like everything the guard does.
  */
 #include "libguard/internal.h"
 
@@ -170,15 +172,15 @@ void lg_guardian_poll_slow(void)
 		atomic_compare_exchange_strong(&lg_guardian_deferred, &expected, LG_DEFERRED_IDLE);
 	}
 	uint64_t now = lg_now_ns();
-	if (now < atomic_load_explicit(&next_due_ns, memory_order_relaxed) || !tasks_claim())
-		return;
-	/* The thread may have started since: from then on the tasks are its own. */
-	if (atomic_load(&lg_guardian_deferred) == LG_DEFERRED_IDLE) {
-		lg_enter();
-		atomic_store_explicit(&next_due_ns, run_tasks(now), memory_order_relaxed);
-		lg_leave();
+	if (now >= atomic_load_explicit(&next_due_ns, memory_order_relaxed) && tasks_claim()) {
+		/* The thread may have started since: from then on the tasks are its own. */
+		if (atomic_load(&lg_guardian_deferred) == LG_DEFERRED_IDLE) {
+			lg_enter();
+			atomic_store_explicit(&next_due_ns, run_tasks(now), memory_order_relaxed);
+			lg_leave();
+		}
+		tasks_release();
 	}
-	tasks_release();
 	errno = saved;
 }
 
@@ -281,11 +283,6 @@ void lg_guardian_need_thread(void)
 		start_thread();
 	else if (lg_state() != LG_READY)
 		want_thread = true;   /* at init: lg_guardian_start starts it */
-}
-
-bool lg_guardian_deferred_now(void)
-{
-	return atomic_load(&lg_guardian_deferred) != LG_DEFERRED_OFF;
 }
 
 void lg_guardian_stop(void)

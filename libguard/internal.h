@@ -173,7 +173,6 @@ void lg_guardian_after_fork_child(void);
 /* The thread is needed now (the program makes its first thread, a listener is held): start it
  * if it is deferred. Not from a signal handler. */
 void lg_guardian_need_thread(void);
-bool lg_guardian_deferred_now(void);
 
 /* Deferred mode (see guardian.c): a single-threaded program has no guardian thread yet, and its
  * fd, socket and epoll calls run the periodic tasks. OFF: the thread runs, or nothing needs it;

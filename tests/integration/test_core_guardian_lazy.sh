@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 	const char *mode = argv[1];
 	if (strcmp(mode, "single") == 0) {
 		printf("start %d\n", nthreads()); fflush(stdout);
-		for (int i = 0; i < 30; i++) usleep(100000);   /* a report signal arrives meanwhile */
+		for (int i = 0; i < 60; i++) usleep(100000);   /* a report signal arrives meanwhile */
 		printf("end %d\n", nthreads());
 	} else if (strcmp(mode, "thread") == 0) {
 		pthread_t t;
@@ -64,7 +64,7 @@ kill -USR2 $pid
 sleep 1
 r=$(reports_for $pid) || fail "no report after SIGUSR2 to a sleeping single-threaded program"
 json_ok $r
-[ "$(jget $r 'd["guard"]["reason"]')" = signal ] || fail "the report's reason is not signal"
+reason=$(jget $r 'd["guard"]["reason"]'); [ "$reason" = signal ] || fail "the report's reason is $reason, not signal"
 wait $pid || fail "the program failed: $(cat err)"
 grep -q '^start 1$' out || fail "the program saw more than one thread at start: $(cat out)"
 grep -q '^end 2$' out || fail "after the signal the guardian should run beside the program: $(cat out)"
