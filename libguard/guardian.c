@@ -34,7 +34,7 @@
 struct task {
 	const char *name;
 	uint64_t period_ns;
-	uint64_t next_ns;
+	_Atomic uint64_t next_ns;   /* lg_guardian_soon() sets it from any thread */
 	lg_task_fn fn;
 };
 
@@ -70,13 +70,14 @@ int lg_guardian_every(const char *name, uint32_t period_ms, lg_task_fn fn)
 
 	if (i >= MAX_TASKS || period_ms == 0)
 		return -ENOSPC;
-	tasks[i] = (struct task){ .name = name, .period_ns = (uint64_t)period_ms * 1000000ull,
-				  .next_ns = lg_now_ns() + (uint64_t)period_ms * 1000000ull,
-				  .fn = fn };
+	uint64_t first = lg_now_ns() + (uint64_t)period_ms * 1000000ull;
+	tasks[i].name = name;
+	tasks[i].period_ns = (uint64_t)period_ms * 1000000ull;
+	tasks[i].fn = fn;
+	atomic_store_explicit(&tasks[i].next_ns, first, memory_order_relaxed);
 	atomic_store(&ntasks, i + 1);
 	uint64_t due = atomic_load(&next_due_ns);
-	while ((due == 0 || tasks[i].next_ns < due) &&
-	       !atomic_compare_exchange_weak(&next_due_ns, &due, tasks[i].next_ns))
+	while ((due == 0 || first < due) && !atomic_compare_exchange_weak(&next_due_ns, &due, first))
 		;
 	lg_guardian_wake();
 	return 0;
@@ -110,7 +111,7 @@ void lg_guardian_soon(lg_task_fn fn)
 
 	for (int i = 0; i < n; i++) {
 		if (tasks[i].fn == fn)
-			tasks[i].next_ns = 0;
+			atomic_store_explicit(&tasks[i].next_ns, 0, memory_order_relaxed);
 	}
 	atomic_store(&next_due_ns, 0);
 	int expected = LG_DEFERRED_IDLE;
@@ -135,12 +136,16 @@ static uint64_t run_tasks(uint64_t now)
 	int n = atomic_load(&ntasks);
 
 	for (int i = 0; i < n; i++) {
-		if (tasks[i].next_ns <= now) {
+		uint64_t due = atomic_load_explicit(&tasks[i].next_ns, memory_order_relaxed);
+		if (due <= now) {
+			/* Set before running: a lg_guardian_soon() during the run is not lost. */
+			due = now + tasks[i].period_ns;
+			atomic_store_explicit(&tasks[i].next_ns, due, memory_order_relaxed);
 			tasks[i].fn(now);
-			tasks[i].next_ns = now + tasks[i].period_ns;
+			due = atomic_load_explicit(&tasks[i].next_ns, memory_order_relaxed);
 		}
-		if (tasks[i].next_ns < next)
-			next = tasks[i].next_ns;
+		if (due < next)
+			next = due;
 	}
 	return next;
 }
