@@ -40,24 +40,15 @@ static inline bool holding(void)
 
 /* Before a wait and after it (a signal may have cut it short): the deferred guardian's turn
  * (guardian.c, hooks/wait.c). */
-static inline void turn(void)
-{
-	if (lg_active()) {
-		int err = errno;
-		lg_guardian_poll_every(0);
-		errno = err;
-	}
-}
-
 static inline int polled(int rc)
 {
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
-	turn();
+	lg_guardian_turn();
 	if (LG_LIKELY(!holding()))
 		return polled(LG_REAL(epoll_wait)(epfd, events, maxevents, timeout));
 	return lg_fd_epoll_wait(epfd, events, maxevents,
@@ -67,7 +58,7 @@ LG_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, in
 LG_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
 			  const sigset_t *sigmask)
 {
-	turn();
+	lg_guardian_turn();
 	if (LG_LIKELY(!holding()))
 		return polled(LG_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask));
 	return lg_fd_epoll_wait(epfd, events, maxevents,
@@ -81,7 +72,7 @@ LG_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
 		errno = ENOSYS;
 		return -1;
 	}
-	turn();
+	lg_guardian_turn();
 	if (LG_LIKELY(!holding()) || (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
 						  timeout->tv_nsec >= 1000000000)))
 		return polled(LG_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask));

@@ -7,80 +7,69 @@
  */
 #include "libguard/internal.h"
 
-#include <errno.h>
-
-static inline void turn(void)
-{
-	if (lg_active()) {
-		int err = errno;
-		lg_guardian_poll_every(0);
-		errno = err;
-	}
-}
-
 LG_EXPORT unsigned sleep(unsigned seconds)
 {
-	turn();
+	lg_guardian_turn();
 	unsigned left = LG_REAL(sleep)(seconds);
-	turn();
+	lg_guardian_turn();
 	return left;
 }
 
 LG_EXPORT int usleep(useconds_t usec)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(usleep)(usec);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(nanosleep)(req, rem);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int clock_nanosleep(clockid_t id, int flags, const struct timespec *req,
 			      struct timespec *rem)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(clock_nanosleep)(id, flags, req, rem);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(poll)(fds, n, timeout);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 		    const sigset_t *sigmask)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(ppoll)(fds, n, timeout, sigmask);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(select)(n, r, w, e, timeout);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }
 
 LG_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
 		      const sigset_t *sigmask)
 {
-	turn();
+	lg_guardian_turn();
 	int rc = LG_REAL(pselect)(n, r, w, e, timeout, sigmask);
-	turn();
+	lg_guardian_turn();
 	return rc;
 }

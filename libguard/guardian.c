@@ -54,15 +54,8 @@ static _Atomic uint64_t next_due_ns;
 static _Atomic int tasks_busy;
 
 static int start_thread(void);
-static bool child_single;
 
 static bool want_thread;
-
-/* __libc_single_threaded (glibc 2.32): true until the process first creates a thread. */
-static bool single_threaded(void)
-{
-	return child_single || __libc_single_threaded;
-}
 
 int lg_guardian_every(const char *name, uint32_t period_ms, lg_task_fn fn)
 {
@@ -269,17 +262,24 @@ static int start_thread(void)
 	return -rc;
 }
 
-int lg_guardian_start(void)
+/* single: the process has one thread (glibc's lock fast paths are still on). */
+static int start_or_defer(bool single)
 {
 	if (!needed() || atomic_load(&running))
 		return 0;
 	/* Work that must happen while the program sleeps needs the thread from the start; so does
 	 * a program that already has threads (nothing to save there). */
-	if (want_thread || lg_policy.report.interval_s > 0 || !single_threaded())
+	if (want_thread || lg_policy.report.interval_s > 0 || !single)
 		return start_thread();
 	atomic_store(&lg_guardian_deferred,
 		     atomic_load(&report_requested) ? LG_DEFERRED_NOW : LG_DEFERRED_IDLE);
 	return 0;
+}
+
+int lg_guardian_start(void)
+{
+	/* __libc_single_threaded (glibc 2.32): true until the process first creates a thread. */
+	return start_or_defer(__libc_single_threaded);
 }
 
 void lg_guardian_need_thread(void)
@@ -320,7 +320,5 @@ void lg_guardian_after_fork_child(void)
 	atomic_store(&lg_guardian_deferred, LG_DEFERRED_OFF);
 	/* The child has one thread, whatever glibc's flag says: deferred, unless its policy needs
 	 * the thread from the start. */
-	child_single = true;
-	lg_guardian_start();
-	child_single = false;
+	start_or_defer(true);
 }

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -193,6 +194,16 @@ static inline void lg_guardian_poll_every(unsigned mask)
 		lg_guardian_poll_slow();
 }
 #define lg_guardian_poll() lg_guardian_poll_every(15)
+
+/* Around calls that wait (hooks/wait.c, epoll_wait): every call is a turn, errno kept. */
+static inline void lg_guardian_turn(void)
+{
+	if (lg_active()) {
+		int err = errno;
+		lg_guardian_poll_every(0);
+		errno = err;
+	}
+}
 
 /* ---------------------------------------------------------------------------------------------
  * stack.c: capture and interning; symbol.c: symbolization at report time

@@ -107,14 +107,20 @@ static void sleep_ns(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* Reset and close a connection we accepted for the program but will not give it. */
-static void reset_close(int fd)
+/* Close with a reset (linger 0): the peer sees RST at once, and no TIME_WAIT is left. */
+static void close_with_reset(int fd)
 {
 	struct linger lin = { .l_onoff = 1, .l_linger = 0 };
 
-	lg_fd_on_close(fd);
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
 	LG_REAL(close)(fd);
+}
+
+/* Reset and close a connection we accepted for the program but will not give it. */
+static void reset_close(int fd)
+{
+	lg_fd_on_close(fd);
+	close_with_reset(fd);
 }
 
 static void set_timeouts(int fd)
@@ -179,9 +185,7 @@ static int shed_one(int lfd, bool blocking, int *err)
 		*err = errno;
 		return -1;
 	}
-	struct linger lin = { .l_onoff = 1, .l_linger = 0 };
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
-	LG_REAL(close)(fd);
+	close_with_reset(fd);   /* never the program's: accepted here, not recorded */
 	return fd;
 }
 
