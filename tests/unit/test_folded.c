@@ -1,6 +1,7 @@
 /* The folded-stacks writer (libguard/report/folded.c), fed synthetic snapshots and read back. */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "report_helpers.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,22 +18,6 @@
 #include <cmocka.h>
 
 /* ---- a synthetic snapshot ---- */
-
-struct frame_spec { const char *fn, *module; uintptr_t addr, offset; };
-
-/* Add a stack (frames innermost first, as the snapshot keeps them); ids must come in order. */
-static void add_stack(struct lg_snapshot *s, uint32_t id, const struct frame_spec *fr, uint32_t n)
-{
-	if (!s->stacks)
-		s->stacks = lg_snapshot_alloc(s, 16 * sizeof(*s->stacks));
-	struct lg_snap_stack *st = &s->stacks[s->nstacks++];
-	st->id = id;
-	st->nframes = n;
-	st->frames = lg_snapshot_alloc(s, n * sizeof(*st->frames));
-	for (uint32_t i = 0; i < n; i++)
-		st->frames[i] = (struct lg_snap_frame){ .fn = fr[i].fn, .module = fr[i].module,
-							.addr = fr[i].addr, .offset = fr[i].offset };
-}
 
 static void snapshot_build(struct lg_snapshot *s)
 {
@@ -75,18 +60,10 @@ static void snapshot_build(struct lg_snapshot *s)
 static char *run_writer(const struct lg_snapshot *s, enum lg_profile p)
 {
 	static struct lg_out out;
-	int fd = memfd_create("folded", 0);
+	int fd = report_memfd(&out, "folded");
 
-	assert_true(fd >= 0);
-	lg_out_init(&out, fd);
 	assert_int_equal(lg_write_folded_profile(s, p, &out), 0);
-	assert_int_equal(lg_out_flush(&out), 0);
-	off_t len = lseek(fd, 0, SEEK_END);
-	char *text = calloc(1, (size_t)len + 1);
-	assert_non_null(text);
-	assert_int_equal(pread(fd, text, (size_t)len, 0), len);
-	close(fd);
-	return text;
+	return report_read_back(&out, fd, NULL);
 }
 
 /* Split "frames value" lines; returns the number of lines, checking each has the grammar. */

@@ -2,6 +2,7 @@
  * small profile.proto decoder checks what pprof would read. */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "report_helpers.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,25 +19,10 @@
 
 /* ---- a synthetic snapshot ---- */
 
-struct frame_spec { const char *fn, *module; uintptr_t addr, offset; };
-
 #define EXE "/opt/app/bin/app"
 #define LIB "/usr/lib/x86_64-linux-gnu/libfoo.so.1"
 #define EXE_BASE 0x555555400000u
 #define LIB_BASE 0x7f0000000000u
-
-static void add_stack(struct lg_snapshot *s, uint32_t id, const struct frame_spec *fr, uint32_t n)
-{
-	if (!s->stacks)
-		s->stacks = lg_snapshot_alloc(s, 16 * sizeof(*s->stacks));
-	struct lg_snap_stack *st = &s->stacks[s->nstacks++];
-	st->id = id;
-	st->nframes = n;
-	st->frames = lg_snapshot_alloc(s, n * sizeof(*st->frames));
-	for (uint32_t i = 0; i < n; i++)
-		st->frames[i] = (struct lg_snap_frame){ .fn = fr[i].fn, .module = fr[i].module,
-							.addr = fr[i].addr, .offset = fr[i].offset };
-}
 
 static void snapshot_build(struct lg_snapshot *s)
 {
@@ -84,17 +70,11 @@ struct bytes { uint8_t *p; size_t n; };
 static struct bytes write_and_gunzip(const struct lg_snapshot *s, enum lg_profile p)
 {
 	static struct lg_out out;
-	int fd = memfd_create("pprof", 0);
+	int fd = report_memfd(&out, "pprof");
+	size_t zlen;
 
-	assert_true(fd >= 0);
-	lg_out_init(&out, fd);
 	assert_int_equal(lg_write_pprof_profile(s, p, &out), 0);
-	assert_int_equal(lg_out_flush(&out), 0);
-	size_t zlen = (size_t)lseek(fd, 0, SEEK_END);
-	uint8_t *z = malloc(zlen);
-	assert_non_null(z);
-	assert_int_equal(pread(fd, z, zlen, 0), (ssize_t)zlen);
-	close(fd);
+	uint8_t *z = (uint8_t *)report_read_back(&out, fd, &zlen);
 	assert_true(zlen > 18);
 	assert_int_equal(z[0], 0x1f);   /* gzip magic, not a bare zlib stream */
 	assert_int_equal(z[1], 0x8b);

@@ -2,6 +2,7 @@
  * against the text exposition grammar, then the values read back. */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
+#include "report_helpers.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -63,18 +64,10 @@ static void snapshot_build(struct lg_snapshot *s)
 static char *run_writer(const struct lg_snapshot *s)
 {
 	static struct lg_out out;
-	int fd = memfd_create("prom", 0);
+	int fd = report_memfd(&out, "prom");
 
-	assert_true(fd >= 0);
-	lg_out_init(&out, fd);
 	assert_int_equal(lg_write_prom(s, &out), 0);
-	assert_int_equal(lg_out_flush(&out), 0);
-	off_t len = lseek(fd, 0, SEEK_END);
-	char *text = calloc(1, (size_t)len + 1);
-	assert_non_null(text);
-	assert_int_equal(pread(fd, text, (size_t)len, 0), len);
-	close(fd);
-	return text;
+	return report_read_back(&out, fd, NULL);
 }
 
 /* The text exposition format, version 0.0.4, as regular expressions (POSIX ERE). */
