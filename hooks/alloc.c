@@ -3,9 +3,9 @@
  *
  * Fast paths: an allocation is one thread-local subtraction plus one indirect call (the sampling
  * countdown starts at 0, so a thread's first allocation takes the slow path, which arms it, or
- * parks it far away when the heap guard is off or not ready); a free is a hash, one load and a
- * bit test on the sampled-address filter, plus the indirect call. The slow path makes the
- * allocation itself, so that an enforced heap.max_bytes can refuse it.
+ * parks it far away when the heap guard is off or not ready); a free is a mask and a compare
+ * (is the block in the heap guard's address range, i.e. sampled?) plus the indirect call. The
+ * slow path makes the allocation itself, so that an enforced heap.max_bytes can refuse it.
  *
  * The slow paths are never tail calls (SLOW): the heap guard captures the stack skipping exactly
  * its own frame and the hook's, so every hook must keep its frame on the stack.
@@ -43,11 +43,10 @@ static inline __attribute__((always_inline)) void *do_realloc(void *p, size_t si
 {
 	if (!p)
 		return do_malloc(size);
-	/* Both tests run: the countdown must move even when p may be sampled. A sampled block is
-	 * taken out of the table before the allocator can free it (and another thread get its
-	 * address back); the slow path moves its record to the new block. */
+	/* Both tests run: the countdown must move even when p is sampled (the heap guard resizes
+	 * a sampled block, which only it can). */
 	bool slow = countdown(size);
-	if (LG_UNLIKELY(slow | lg_heap_maybe_sampled(p)))
+	if (LG_UNLIKELY(slow | lg_heap_in_region(p)))
 		return SLOW(lg_heap_realloc_slow(p, size));
 	return lg_alloc.realloc(p, size);
 }
@@ -66,10 +65,11 @@ LG_EXPORT void *malloc(size_t size)
 
 LG_EXPORT void free(void *p)
 {
-	/* free(NULL) reaches the allocator, which ignores it. When some sampled block shares
-	 * NULL's filter bit, lg_heap_on_free looks NULL up and finds nothing: no test needed here. */
-	if (LG_UNLIKELY(lg_heap_maybe_sampled(p)))
-		lg_heap_on_free(p);
+	/* free(NULL) reaches the allocator, which ignores it (NULL is never in the range). */
+	if (LG_UNLIKELY(lg_heap_in_region(p))) {
+		lg_heap_free(p);
+		return;
+	}
 	lg_alloc.free(p);
 }
 
@@ -164,5 +164,7 @@ LG_EXPORT void *pvalloc(size_t size)
 
 LG_EXPORT size_t malloc_usable_size(void *p)
 {
-	return p ? lg_alloc.usable_size(p) : 0;
+	if (!p)
+		return 0;
+	return lg_heap_in_region(p) ? lg_heap_usable_size(p) : lg_alloc.usable_size(p);
 }

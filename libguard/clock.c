@@ -550,7 +550,7 @@ void lg_clock_init(void)
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p != MAP_FAILED) {
 			clk.readers = p;
-			lg_mem_account_mmap((int64_t)(READER_SLOTS * sizeof(*clk.readers)));
+			lg_mem_register_table(p, READER_SLOTS * sizeof(*clk.readers));
 		}
 	}
 	reset_counters();

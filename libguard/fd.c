@@ -108,7 +108,7 @@ static struct lg_fd_entry *seg_alloc(int k, size_t len)
 		munmap(p, bytes);       /* another thread grew it first */
 		return expected;
 	}
-	lg_mem_account_mmap((int64_t)bytes);
+	lg_mem_register_table(p, bytes);
 	return fresh;
 }
 

@@ -9,43 +9,35 @@
  * by the inverse of that probability makes the per-site sums unbiased estimates of live bytes and
  * objects. sample_bytes 1 samples every allocation with weight 1: exact figures.
  *
- * The table. Sampled blocks are kept in a hash table keyed by address, split into 64 stripes each
- * behind a spinlock (only sampled events take one; never held while unwinding or allocating).
- * Each stripe is an open-addressing array of records (linear probing, backward-shift deletion: a
- * lookup is usually one cache line, where a chained table cost two or three misses per sampled
- * free), in the guard's own arena, grown by doubling outside the lock. A free must not probe the
- * table for the unsampled majority: a 64 Kibit bitmap in .bss (lg_heap_filter) has a bit set while
- * some sampled block hashes to it. All blocks of one bit live in one stripe (the bit's low 6 bits
- * are the stripe) and start their probe at one slot (while the stripe has <= 1024 slots), so the
- * bit is kept exact under that stripe's lock: a removal clears it when no record in that probe run
- * shares it.
+ * Sampled blocks. A sampled allocation is made in the guard's arena (mem.c), whose extents all lie
+ * in one reserved, size-aligned address range, with a 16-byte header in front of the program's
+ * pointer: the requested size, the stack id, the header's offset from the block's start (16, or
+ * the alignment asked for). So a free needs no table: "p is in the range" (a mask and a compare,
+ * lg_heap_in_region) says it is sampled, and the header says what to take off which site. Nothing
+ * else of the program's ever lands in that range: the program's own blocks come from jemalloc's
+ * automatic arenas (or glibc), and a sampled block never enters a thread cache of theirs.
  *
- * heap.max_bytes is checked against the sampled estimate of the live heap (an atomic touched only
- * by sampled events: a shared counter on every malloc costs 23%, DESIGN 2). So it is enforced at
- * sample points, about every sample_bytes per thread; once over the ceiling with on_max "fail",
- * a thread takes the slow path on every allocation until the estimate is back under it.
+ * Sites. Live estimates are kept per stack id as sums of (bytes, objects) in shards: one per CPU
+ * when nearly every allocation is sampled (two threads adding to one site's line at every call
+ * would ping-pong it), one otherwise. Frees subtract on whatever shard they run; a site's figure
+ * is the sum over shards. There is no list of blocks: a report reads the sums.
+ *
+ * heap.max_bytes is checked against the sampled estimate of the live heap at sample points
+ * (about every sample_bytes per thread; a shared counter on every malloc costs 23%, DESIGN 2);
+ * once over the ceiling with on_max "fail", a thread takes the slow path on every allocation until
+ * the estimate is back under it.
  */
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
 
 #include <errno.h>
+#include <jemalloc/jemalloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#define STRIPES 64u
-#define SLOTS_INITIAL 8u
-/* The filter bits of one stripe, above the stripe's 6: while a stripe has at most this many
- * slots, the bit determines where a record's probe starts. */
-#define FILTER_SPAN (LG_HEAP_FILTER_BITS / STRIPES)
-/* Past this many probe starts per bit a removal leaves the filter bit set: the table then holds
- * hundreds of thousands of samples and nearly every bit is set anyway. */
-#define FILTER_MAX_SCAN 8u
-/* One stripe never grows past this (2^22 slots x 64 stripes = 134 M records of 32 bytes). */
-#define SLOTS_MAX (1u << 22)
 /* Growth windows without report.interval_s: long enough that a service's warm-up is one or two
  * windows, short enough that a leak of a few MB a minute is named within a minute. */
 #define GROWTH_DEFAULT_MS 10000u
@@ -54,25 +46,36 @@
  * guard_start() later joins within this; the init thread re-arms at once). */
 #define PARK_UNINIT 262144
 
-_Atomic uint64_t lg_heap_filter[LG_HEAP_FILTER_BITS / 64];
-/* Every allocation sampled (sample_bytes 1): nearly every free is of a sampled block, so the
- * filter is set once to all ones and never updated. Keeping it exact there cost an atomic
- * read-modify-write on a line both threads write, on every allocation and every free. */
-static bool filter_fixed;
+#define HDR 16u
+#define HDR_MAGIC 0x6c67u
+/* Sampling this dense or denser: per-CPU site shards and a thread cache per thread for the
+ * sampled blocks (without one, each sampled block takes the arena's bin lock). */
+#define DENSE_MEAN 16384u
+#define SHARDS_MAX 16u
+/* Sites (stack ids) per counter chunk; stack ids beyond SITES_MAX count at site 0. */
+#define CHUNK_SHIFT 10u
+#define SITES_MAX (1u << 17)
+#define OBJ_ONE 65536.0        /* objects are summed in fixed point */
+#define NO_SITE UINT32_MAX     /* a header whose site could not be counted */
+#define ALIGN_MAX 65536u       /* over-aligned beyond this: not sampled (counted as dropped) */
 
-struct rec {
-	uintptr_t ptr;   /* 0: empty slot */
-	uint64_t size;
-	double weight;   /* 1 / P(sampled) */
-	uint32_t stack;
+struct hdr {
+	uint64_t size;      /* what the program asked for */
+	uint32_t stack;     /* the site: the stack of the block's first allocation */
+	uint8_t off_log2;   /* the program's pointer is at the block's start + 1 << off_log2 */
+	uint8_t pad;
+	uint16_t magic;
 };
 
-struct stripe {
-	_Atomic int lock;
-	uint32_t cap;        /* slots, a power of two */
-	uint32_t count;
-	struct rec *slots;
-	int64_t live;        /* sum of est_bytes over this stripe, under the lock */
+struct site {
+	_Atomic int64_t bytes;     /* estimated live bytes */
+	_Atomic int64_t objects;   /* estimated live objects, x OBJ_ONE */
+};
+
+struct shard {
+	_Atomic int64_t live;      /* estimated live bytes, all sites */
+	_Atomic int64_t overhead;  /* header and size-class rounding of the live sampled blocks */
+	_Atomic int64_t blocks;    /* live sampled blocks */
 } __attribute__((aligned(64)));
 
 static struct {
@@ -81,20 +84,22 @@ static struct {
 	uint64_t max_bytes;
 	enum lg_on_max on_max;
 	bool enforce;
+	bool dense;
+	unsigned shards;         /* a power of two <= SHARDS_MAX */
+	int flags;               /* mallocx flags of the guard's arena, -1: cannot sample */
+	pthread_key_t tcache_key;
+	bool have_key;
 	_Atomic int full_warned;
 	_Atomic uint64_t dropped;
-	/* Sum of est_bytes over the table, kept only when heap.max_bytes needs it at every sample:
-	 * one shared counter touched by every sampled allocation and free of every thread made
-	 * sampling every allocation 2.4x slower (cache-line ping-pong). Otherwise the stripes'
-	 * own sums, each under its stripe's lock, are added up when someone asks. */
-	_Atomic int64_t live_est;
-	_Atomic int over_max;       /* the estimate is above max_bytes (edge for violations) */
-} heap;
+	_Atomic int over_max;    /* the estimate is above max_bytes (edge for violations) */
+} heap = { .flags = -1, .shards = 1 };
 
-static struct stripe stripes[STRIPES];
+static struct shard shards[SHARDS_MAX];
+static _Atomic(struct site *) chunks[SHARDS_MAX][SITES_MAX >> CHUNK_SHIFT];
 
 static LG_TLS bool armed;      /* this thread's countdown holds a draw (not a parked value) */
-static LG_TLS bool in_table;   /* holding a stripe lock: a nested hook (signal handler) stays out */
+static LG_TLS int tcache;      /* dense sampling: this thread's cache index + 1; -1: none to be had */
+static LG_TLS unsigned shard_rr;   /* this thread's shard when the CPU cannot be read, + 1 */
 
 /* ---------------------------------------------------------------------------------------------
  * Sampler math
@@ -119,297 +124,251 @@ double lg_heap_weight(uint64_t size, uint64_t mean)
 	return p > 0 ? 1.0 / p : 1.0;
 }
 
-static int64_t est_bytes(const struct rec *r)
-{
-	return (int64_t)(r->weight * (double)r->size + 0.5);
-}
-
 /* ---------------------------------------------------------------------------------------------
- * Stripe locks
+ * Sites
  * ------------------------------------------------------------------------------------------- */
 
-/* Start fetching the slot a lookup of hash h will read, before the lock is taken: the two
- * cache misses (lock line, slot line) then overlap. Unlocked, relaxed reads: at worst a stale
- * address is prefetched, which never faults. */
-static inline void slot_prefetch(const struct stripe *s, uint32_t h)
+/* glibc >= 2.35 registers an rseq area per thread whose cpu_id the kernel keeps current. */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+static unsigned shard_of(void)
 {
-	const struct rec *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
-	uint32_t cap = __atomic_load_n(&s->cap, __ATOMIC_RELAXED);
-
-	if (slots)
-		__builtin_prefetch(&slots[(h / STRIPES) & (cap - 1)], 1);
-}
-
-static void stripe_lock(struct stripe *s)
-{
-	unsigned spins = 0;
-
-	while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire)) {
-		while (atomic_load_explicit(&s->lock, memory_order_relaxed)) {
-			if (++spins < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-				__builtin_ia32_pause();
+	if (heap.shards == 1)
+		return 0;
+#if defined(__x86_64__) || defined(__aarch64__)
+	if (&__rseq_size && __rseq_size >= 8) {
+		const char *area = (const char *)__builtin_thread_pointer() + __rseq_offset;
+		int32_t cpu = (int32_t)__atomic_load_n((const uint32_t *)(area + 4), __ATOMIC_RELAXED);
+		if (cpu >= 0)
+			return (unsigned)cpu & (heap.shards - 1);
+	}
 #endif
-			} else {
-				/* The holder may be preempted (2 cores, many threads): give it the CPU.
-				 * Raw syscall: no hook of ours or anyone's on the way. */
-				syscall(SYS_sched_yield);
-				spins = 0;
-			}
+	if (!shard_rr) {
+		static _Atomic unsigned next;
+		shard_rr = (atomic_fetch_add(&next, 1) & (SHARDS_MAX - 1)) + 1;
+	}
+	return (shard_rr - 1) & (heap.shards - 1);
+}
+
+/* The counters of site id on shard k; NULL if their chunk cannot be had (make: allocate it). */
+static struct site *site_at(unsigned k, uint32_t id, bool make)
+{
+	if (id >= SITES_MAX)
+		id = 0;
+	_Atomic(struct site *) *slot = &chunks[k][id >> CHUNK_SHIFT];
+	struct site *c = atomic_load_explicit(slot, memory_order_acquire);
+
+	if (!c && make) {
+		struct site *fresh = lg_mem_calloc((size_t)1 << CHUNK_SHIFT, sizeof(struct site));
+		struct site *expected = NULL;
+		if (!fresh)
+			return NULL;
+		if (atomic_compare_exchange_strong(slot, &expected, fresh))
+			c = fresh;
+		else {
+			lg_mem_free(fresh);
+			c = expected;
 		}
 	}
-	in_table = true;
+	return c ? &c[id & ((1u << CHUNK_SHIFT) - 1)] : NULL;
 }
 
-static void stripe_unlock(struct stripe *s)
+/* The header and size-class rounding a sampled block costs over the program's own block. */
+static int64_t overhead_of(const struct hdr *h)
 {
-	in_table = false;
-	atomic_store_explicit(&s->lock, 0, memory_order_release);
+	size_t off = (size_t)1 << h->off_log2;
+	int align = off > HDR ? MALLOCX_LG_ALIGN(h->off_log2) : 0;
+	size_t size = h->size ? h->size : 1;
+
+	return (int64_t)(nallocx(size + off, align) - nallocx(size, align));
 }
 
-/* ---------------------------------------------------------------------------------------------
- * The table (every function here runs with the stripe's lock held)
- * ------------------------------------------------------------------------------------------- */
-
-static uint32_t home_of(const struct stripe *s, uint32_t h)
+/* Add (sign 1) or take off (sign -1) a sampled block's estimate. A block whose site could not be
+ * counted when it was sampled (NO_SITE) counts only in the totals. */
+static void account(struct hdr *h, int sign, bool make)
 {
-	return (h / STRIPES) & (s->cap - 1);
-}
+	double w = lg_heap_weight(h->size, heap.mean);
+	int64_t b = (int64_t)(w * (double)h->size + 0.5) * sign;
+	unsigned k = shard_of();
 
-static uint32_t filter_bit(uintptr_t p)
-{
-	return lg_heap_hash((void *)p) & (LG_HEAP_FILTER_BITS - 1);
-}
-
-/* The slot holding p, or -1. The empty test comes first: free(NULL) reaches here whenever
- * NULL's filter bit happens to be set, and must not match an empty slot. */
-static int64_t slot_find(const struct stripe *s, uintptr_t p, uint32_t h)
-{
-	uint32_t mask = s->cap - 1;
-
-	for (uint32_t i = home_of(s, h);; i = (i + 1) & mask) {
-		if (s->slots[i].ptr == 0)
-			return -1;
-		if (s->slots[i].ptr == p)
-			return i;
-	}
-}
-
-/* Place a record known to be absent (the stripe has a free slot: its load stays <= 1/2). */
-static void slot_place(struct stripe *s, const struct rec *r, uint32_t h)
-{
-	uint32_t mask = s->cap - 1, i = home_of(s, h);
-
-	while (s->slots[i].ptr)
-		i = (i + 1) & mask;
-	s->slots[i] = *r;
-}
-
-/* Is any record whose probe starts at `home` in filter bit f? They all sit in the run of full
- * slots from home on (backward-shift deletion keeps runs without holes). */
-static bool run_has_bit(const struct stripe *s, uint32_t home, uint32_t f)
-{
-	uint32_t mask = s->cap - 1;
-
-	for (uint32_t i = home; s->slots[i].ptr; i = (i + 1) & mask)
-		if (filter_bit(s->slots[i].ptr) == f)
-			return true;
-	return false;
-}
-
-/* Empty slot i by backward shift (Knuth 6.4, algorithm R): later records of the run whose probe
- * starts at or before the hole move into it, so no lookup ever meets a hole before its record.
- * Then clear p's filter bit if no record of the stripe still has it. */
-static void slot_remove(struct stripe *s, uint32_t i, uint32_t h)
-{
-	uint32_t mask = s->cap - 1, j = i;
-
-	for (;;) {
-		j = (j + 1) & mask;
-		if (s->slots[j].ptr == 0)
-			break;
-		uint32_t k = home_of(s, lg_heap_hash((void *)s->slots[j].ptr));
-		/* Stays if its home lies cyclically in (i, j]. */
-		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
-			continue;
-		s->slots[i] = s->slots[j];
-		i = j;
-	}
-	s->slots[i].ptr = 0;
-	s->count--;
-
-	if (filter_fixed)
-		return;
-	uint32_t f = h & (LG_HEAP_FILTER_BITS - 1);
-	uint32_t span = s->cap > FILTER_SPAN ? s->cap / FILTER_SPAN : 1;
-	if (span > FILTER_MAX_SCAN)
-		return;
-	for (uint32_t n = 0; n < span; n++) {
-		uint32_t home = span == 1 ? home_of(s, h) : (home_of(s, h) & (FILTER_SPAN - 1)) + n * FILTER_SPAN;
-		if (run_has_bit(s, home, f))
-			return;
-	}
-	atomic_fetch_and_explicit(&lg_heap_filter[f / 64], ~(UINT64_C(1) << (f % 64)),
-				  memory_order_relaxed);
-}
-
-/* Double a stripe's slots once it is half full. Allocates outside the lock. */
-static void stripe_grow(struct stripe *s, uint32_t want)
-{
-	struct rec *fresh = lg_mem_calloc(want, sizeof(struct rec));
-
-	if (!fresh)
-		return;
-	stripe_lock(s);
-	if (s->cap >= want) {
-		stripe_unlock(s);
-		lg_mem_free(fresh);
-		return;
-	}
-	struct rec *old = s->slots;
-	uint32_t oldn = s->cap;
-	/* Atomic stores: slot_prefetch and the unlocked "table exists" tests read these. */
-	__atomic_store_n(&s->slots, fresh, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->cap, want, __ATOMIC_RELAXED);
-	for (uint32_t i = 0; i < oldn; i++)
-		if (old[i].ptr)
-			slot_place(s, &old[i], lg_heap_hash((void *)old[i].ptr));
-	stripe_unlock(s);
-	lg_mem_free(old);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Records
- * ------------------------------------------------------------------------------------------- */
-
-static void warn_full(void)
-{
-	if (!atomic_exchange(&heap.full_warned, 1))
-		lg_warn("heap sample table is full; further samples are dropped, raise "
-			"heap.sample_bytes");
-}
-
-/* Record a sampled block. An old record at the same address (a free that could not reach the
- * table, from a signal handler that interrupted us) is replaced. */
-static void filter_set(uint32_t h)
-{
-	uint32_t f = h & (LG_HEAP_FILTER_BITS - 1);
-
-	if (!filter_fixed)
-		atomic_fetch_or_explicit(&lg_heap_filter[f / 64], UINT64_C(1) << (f % 64),
-					 memory_order_relaxed);
-}
-
-static void record_insert(uintptr_t p, uint64_t size, uint32_t stack, double weight)
-{
-	uint32_t h = lg_heap_hash((void *)p);
-	struct stripe *s = &stripes[h % STRIPES];
-	struct rec r = { .ptr = p, .size = size, .weight = weight, .stack = stack };
-	int64_t delta = est_bytes(&r);
-	uint32_t grow = 0;
-	bool stored = true;
-
-	slot_prefetch(s, h);
-	stripe_lock(s);
-	int64_t i = slot_find(s, p, h);
-	if (i >= 0) {
-		delta -= est_bytes(&s->slots[i]);
-		s->slots[i] = r;
-		s->live += delta;
-	} else if ((s->count + 1) * 2 <= s->cap) {
-		slot_place(s, &r, h);
-		s->count++;
-		s->live += delta;
-		filter_set(h);
-	} else {
-		stored = false;
-	}
-	if ((s->count + 2) * 2 > s->cap && s->cap < SLOTS_MAX)
-		grow = s->cap * 2;
-	stripe_unlock(s);
-	if (grow)
-		stripe_grow(s, grow);
-	if (!stored) {
-		/* Only when growing failed (or the stripe is at SLOTS_MAX): retry once. */
-		stripe_lock(s);
-		if ((s->count + 1) * 2 <= s->cap) {
-			slot_place(s, &r, h);
-			s->count++;
-			s->live += delta;
-			filter_set(h);
-			stored = true;
+	if (h->stack != NO_SITE) {
+		struct site *st = site_at(k, h->stack, make);
+		if (st) {
+			atomic_fetch_add_explicit(&st->bytes, b, memory_order_relaxed);
+			atomic_fetch_add_explicit(&st->objects, (int64_t)(w * OBJ_ONE + 0.5) * sign,
+						  memory_order_relaxed);
+		} else {
+			h->stack = NO_SITE;   /* only when adding: the chunk exists once added to */
 		}
-		stripe_unlock(s);
 	}
-	if (!stored) {
-		atomic_fetch_add_explicit(&heap.dropped, 1, memory_order_relaxed);
-		warn_full();
-		return;
-	}
-	if (heap.max_bytes)
-		atomic_fetch_add_explicit(&heap.live_est, delta, memory_order_relaxed);
+	atomic_fetch_add_explicit(&shards[k].live, b, memory_order_relaxed);
+	atomic_fetch_add_explicit(&shards[k].blocks, sign, memory_order_relaxed);
+	atomic_fetch_add_explicit(&shards[k].overhead, overhead_of(h) * sign, memory_order_relaxed);
 }
 
-/* Take the record of p out of the table; *out gets it if asked. false: p was not sampled. */
-static bool record_take(uintptr_t p, struct rec *out)
+static int64_t shards_sum(size_t field)
 {
-	uint32_t h = lg_heap_hash((void *)p);
-	struct stripe *s = &stripes[h % STRIPES];
-	struct rec r;
+	int64_t v = 0;
 
-	if (!__atomic_load_n(&s->slots, __ATOMIC_RELAXED))
-		return false;
-	slot_prefetch(s, h);
-	stripe_lock(s);
-	int64_t i = slot_find(s, p, h);
-	if (i >= 0) {
-		r = s->slots[i];
-		slot_remove(s, (uint32_t)i, h);
-		s->live -= est_bytes(&r);
-	}
-	stripe_unlock(s);
-	if (i < 0)
-		return false;
-	if (heap.max_bytes) {
-		int64_t now = atomic_fetch_sub_explicit(&heap.live_est, est_bytes(&r),
-							memory_order_relaxed) - est_bytes(&r);
-		if (now <= (int64_t)heap.max_bytes)
-			atomic_store_explicit(&heap.over_max, 0, memory_order_relaxed);
-	}
-	if (out)
-		*out = r;
-	return true;
-}
-
-bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack)
-{
-	uint32_t h = lg_heap_hash(p);
-	struct stripe *s = &stripes[h % STRIPES];
-
-	if (!__atomic_load_n(&s->slots, __ATOMIC_RELAXED))
-		return false;
-	stripe_lock(s);
-	int64_t i = slot_find(s, (uintptr_t)p, h);
-	if (i >= 0) {
-		*size = s->slots[i].size;
-		*stack = s->slots[i].stack;
-	}
-	stripe_unlock(s);
-	return i >= 0;
+	for (unsigned k = 0; k < SHARDS_MAX; k++)
+		v += atomic_load_explicit((_Atomic int64_t *)((char *)&shards[k] + field),
+					  memory_order_relaxed);
+	return v;
 }
 
 uint64_t lg_heap_live_bytes(void)
 {
-	int64_t v = 0;
-
-	if (heap.max_bytes) {
-		v = atomic_load_explicit(&heap.live_est, memory_order_relaxed);
-	} else {
-		/* A moment's sum without the locks: each stripe's figure is read whole. */
-		for (unsigned i = 0; i < STRIPES; i++)
-			v += __atomic_load_n(&stripes[i].live, __ATOMIC_RELAXED);
-	}
+	int64_t v = shards_sum(offsetof(struct shard, live));
 	return v > 0 ? (uint64_t)v : 0;
+}
+
+uint64_t lg_heap_self_bytes(void)
+{
+	int64_t v = shards_sum(offsetof(struct shard, overhead));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Sampled blocks
+ * ------------------------------------------------------------------------------------------- */
+
+static inline struct hdr *hdr_of(const void *p)
+{
+	return (struct hdr *)((uintptr_t)p - HDR);
+}
+
+static inline void *block_of(const void *p, const struct hdr *h)
+{
+	return (void *)((uintptr_t)p - ((uintptr_t)1 << h->off_log2));
+}
+
+static void tcache_destroy(void *v)
+{
+	unsigned tc = (unsigned)(uintptr_t)v - 1;
+
+	mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
+}
+
+/* mallocx flags for this thread's sampled blocks: the guard's arena, and with dense sampling a
+ * thread cache of its own (made on first use, destroyed at thread exit); otherwise none, so no
+ * sampled block ever sits in a cache that serves the program's own mallocs. */
+static int block_flags(void)
+{
+	if (!heap.dense || !heap.have_key || tcache < 0)
+		return heap.flags | MALLOCX_TCACHE_NONE;
+	if (tcache == 0) {
+		unsigned tc;
+		size_t sz = sizeof(tc);
+		tcache = -1;
+		lg_enter();
+		if (mallctl("tcache.create", &tc, &sz, NULL, 0) == 0) {
+			if (pthread_setspecific(heap.tcache_key, (void *)(uintptr_t)(tc + 1)) == 0)
+				tcache = (int)tc + 1;
+			else
+				mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
+		}
+		lg_leave();
+		if (tcache < 0)
+			return heap.flags | MALLOCX_TCACHE_NONE;
+	}
+	return heap.flags | MALLOCX_TCACHE(tcache - 1);
+}
+
+static void warn_full(void)
+{
+	if (!atomic_exchange(&heap.full_warned, 1))
+		lg_warn("cannot place a sampled block in the heap guard's address range; further "
+			"samples may be dropped (their blocks are made unsampled)");
+}
+
+/* A sampled block of size bytes (align 0: malloc's), or NULL: the caller then makes it unsampled,
+ * and the report counts it in dropped_samples. */
+static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
+{
+	unsigned off_log2 = align > HDR ? (unsigned)__builtin_ctzl(align) : 4;
+	size_t total;
+	char *b = NULL;
+
+	/* Past ALIGN_MAX a header that far in front would cost more than the block. */
+	if (align <= ALIGN_MAX && !__builtin_add_overflow(size, (size_t)1 << off_log2, &total)) {
+		int flags = block_flags() | (zero ? MALLOCX_ZERO : 0) |
+			    (align > HDR ? MALLOCX_LG_ALIGN(off_log2) : 0);
+		b = mallocx(total, flags);
+		if (!b)
+			warn_full();
+	}
+	if (!b) {
+		atomic_fetch_add_explicit(&heap.dropped, 1, memory_order_relaxed);
+		return NULL;
+	}
+	void *p = b + ((size_t)1 << off_log2);
+	struct hdr *h = hdr_of(p);
+	*h = (struct hdr){ .size = size, .stack = stack, .off_log2 = (uint8_t)off_log2,
+			   .magic = HDR_MAGIC };
+	account(h, 1, true);
+	return p;
+}
+
+/* Free a sampled block. */
+void lg_heap_free(void *p)
+{
+	struct hdr *h = hdr_of(p);
+	int saved = errno;
+
+	account(h, -1, false);
+	h->magic = 0;
+	dallocx(block_of(p, h), block_flags());
+	errno = saved;
+}
+
+size_t lg_heap_usable_size(void *p)
+{
+	struct hdr *h = hdr_of(p);
+
+	return sallocx(block_of(p, h), 0) - ((size_t)1 << h->off_log2);
+}
+
+/* Resize a sampled block, which stays sampled at its site. NULL (p intact) if it cannot. */
+static void *block_resize(void *p, size_t size)
+{
+	struct hdr *h = hdr_of(p), old = *h;
+	size_t total;
+
+	if (h->off_log2 == 4 && !__builtin_add_overflow(size, HDR, &total)) {
+		/* The header moves with the block. Mark the old one dead first: after a move its
+		 * memory is free. */
+		account(h, -1, false);
+		h->magic = 0;
+		char *b = rallocx(block_of(p, h), total, block_flags());
+		if (!b) {
+			h->magic = HDR_MAGIC;
+			account(h, 1, false);
+			return NULL;
+		}
+		void *q = b + HDR;
+		struct hdr *nh = hdr_of(q);
+		*nh = old;
+		nh->size = size;
+		account(nh, 1, true);
+		return q;
+	}
+	/* Over-aligned: a fresh block of malloc's alignment, as realloc promises no more. */
+	void *q = block_alloc(size, 0, false, old.stack);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old.size < size ? old.size : size);
+	lg_heap_free(p);
+	return q;
+}
+
+bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack)
+{
+	if (!lg_heap_in_region(p) || hdr_of(p)->magic != HDR_MAGIC)
+		return false;
+	*size = hdr_of(p)->size;
+	*stack = hdr_of(p)->stack;
+	return true;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -420,8 +379,11 @@ static bool refuse_over_max(size_t size)
 {
 	if (!heap.max_bytes || !heap.enforce || heap.on_max != LG_ON_MAX_FAIL)
 		return false;
-	int64_t live = atomic_load_explicit(&heap.live_est, memory_order_relaxed);
-	return (uint64_t)(live > 0 ? live : 0) + size > heap.max_bytes;
+	if (lg_heap_live_bytes() + size <= heap.max_bytes) {
+		atomic_store_explicit(&heap.over_max, 0, memory_order_relaxed);
+		return false;
+	}
+	return true;
 }
 
 /* After a sample raised the estimate: a heap.max violation when it crosses the ceiling. */
@@ -429,13 +391,18 @@ static void check_over_max(uint32_t stack)
 {
 	if (!heap.max_bytes)
 		return;
-	int64_t live = atomic_load_explicit(&heap.live_est, memory_order_relaxed);
-	if (live <= (int64_t)heap.max_bytes || atomic_exchange(&heap.over_max, 1))
+	uint64_t live = lg_heap_live_bytes();
+	if (live <= heap.max_bytes) {
+		atomic_store_explicit(&heap.over_max, 0, memory_order_relaxed);
+		return;
+	}
+	if (atomic_exchange(&heap.over_max, 1))
 		return;
 	lg_violation("heap.max", stack);
 	if (heap.enforce && heap.on_max == LG_ON_MAX_ABORT) {
-		lg_error("live heap (estimated %lld bytes) exceeds heap.max_bytes %llu; aborting as "
-			 "heap.on_max says", (long long)live, (unsigned long long)heap.max_bytes);
+		lg_error("live heap (estimated %llu bytes) exceeds heap.max_bytes %llu; aborting as "
+			 "heap.on_max says", (unsigned long long)live,
+			 (unsigned long long)heap.max_bytes);
 		lg_report_write("exit");
 		abort();
 	}
@@ -459,11 +426,11 @@ static bool may_sample(size_t size)
 {
 	int st = lg_state();
 
-	if (LG_LIKELY(st == LG_READY && heap.enabled && !lg_tls.busy && !in_table))
+	if (LG_LIKELY(st == LG_READY && heap.enabled && !lg_tls.busy))
 		return true;
 	if (st == LG_READY && heap.enabled) {
-		/* The guard's own allocation (or one from inside our lock): not the program's, so
-		 * it does not count towards the next sample. */
+		/* The guard's own allocation: not the program's, so it does not count towards the
+		 * next sample. */
 		if (heap.mean <= 1)
 			lg_tls.heap_countdown = -1;   /* every allocation: malloc(0) included */
 		else if (armed)
@@ -524,7 +491,7 @@ void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size)
 	size_t total = size;
 
 	if (op == LG_HEAP_CALLOC && __builtin_mul_overflow(arg, size, &total))
-		total = SIZE_MAX;
+		return do_alloc(op, arg, size);   /* the allocator says ENOMEM */
 	if (!may_sample(total))
 		return do_alloc(op, arg, size);
 
@@ -532,69 +499,66 @@ void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size)
 	bool sampled = decide(total);
 	if (LG_UNLIKELY(refuse_over_max(total)))
 		return refuse();
-	void *p = do_alloc(op, arg, size);
-	if (!p || !sampled)
-		return p;
+	if (!sampled)
+		return do_alloc(op, arg, size);
 	/* Skip this function and the hook: the first frame is the caller of malloc. */
 	uint32_t stack = lg_stack_capture(2);
-	record_insert((uintptr_t)p, total, stack, lg_heap_weight(total, heap.mean));
+	void *p = block_alloc(total, op == LG_HEAP_MEMALIGN ? arg : 0, op == LG_HEAP_CALLOC, stack);
+	if (!p)
+		return do_alloc(op, arg, size);
 	check_over_max(stack);
 	errno = saved;
 	return p;
 }
 
 /* realloc keeps its sampling unbiased by treating the new block as a new allocation of the new
- * size (sampled with probability 1 - exp(-size/m), by the countdown). If the old block was
- * sampled and the new one is too, the record moves to the new address and keeps the stack of the
- * block's first allocation; with every allocation sampled, records therefore always move. */
+ * size (sampled with probability 1 - exp(-size/m), by the countdown). A sampled block that stays
+ * sampled keeps the stack of its first allocation; with every allocation sampled, it always
+ * does. A block moves into or out of the range by copy. */
 void *lg_heap_realloc_slow(void *p, size_t size)
 {
-	struct rec old;
-	bool had = lg_heap_maybe_sampled(p) && !in_table && record_take((uintptr_t)p, &old);
+	bool had = lg_heap_in_region(p);
 
-	if (!may_sample(size)) {
-		void *q = lg_alloc.realloc(p, size);
-		if (had && !q && size)
-			record_insert((uintptr_t)p, old.size, old.stack, old.weight);
-		return q;
-	}
-	int saved = errno;
-	bool sampled = decide(size);
-	if (LG_UNLIKELY(refuse_over_max(size) && size > (had ? old.size : 0))) {
-		if (had)
-			record_insert((uintptr_t)p, old.size, old.stack, old.weight);
-		return refuse();
-	}
-	void *q = lg_alloc.realloc(p, size);
-	if (!q) {
-		/* size 0 freed p; otherwise the realloc failed and p, still live, keeps its record. */
-		if (had && size) {
-			int e = errno;
-			record_insert((uintptr_t)p, old.size, old.stack, old.weight);
-			errno = e;
-		}
+	if (had && size == 0) {
+		lg_heap_free(p);   /* glibc and jemalloc free p and return NULL */
 		return NULL;
 	}
-	if (!sampled) {
-		errno = saved;
-		return q;
+	if (!may_sample(size))
+		return had ? block_resize(p, size) : lg_alloc.realloc(p, size);
+
+	int saved = errno;
+	bool sampled = decide(size);
+	size_t old = had ? hdr_of(p)->size : 0;
+	if (LG_UNLIKELY(refuse_over_max(size) && size > old))
+		return refuse();
+	void *q;
+	if (had && sampled) {
+		q = block_resize(p, size);
+	} else if (had) {
+		q = lg_alloc.malloc(size);
+		if (q) {
+			memcpy(q, p, old < size ? old : size);
+			lg_heap_free(p);
+		}
+	} else if (sampled && size) {
+		uint32_t stack = lg_stack_capture(2);
+		q = block_alloc(size, 0, false, stack);
+		if (q) {
+			size_t have = lg_alloc.usable_size(p);
+			memcpy(q, p, have < size ? have : size);
+			lg_alloc.free(p);
+		} else {
+			q = lg_alloc.realloc(p, size);
+		}
+	} else {
+		return lg_alloc.realloc(p, size);
 	}
-	uint32_t stack = had ? old.stack : lg_stack_capture(2);
-	record_insert((uintptr_t)q, size, stack, lg_heap_weight(size, heap.mean));
-	check_over_max(stack);
+	if (!q)
+		return NULL;
+	if (sampled)
+		check_over_max(hdr_of(q)->stack);
 	errno = saved;
 	return q;
-}
-
-void lg_heap_on_free(void *p)
-{
-	/* Frees always reach the table, busy or not: a record left behind would be a false leak.
-	 * Only a free from inside our own lock (a signal handler) cannot. */
-	if (LG_UNLIKELY(in_table))
-		return;
-	int saved = errno;
-	record_take((uintptr_t)p, NULL);
-	errno = saved;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -606,29 +570,33 @@ struct site_sum {
 	double objects;
 };
 
-/* Sum the table by stack id into an array of *n entries (ids past the end count as id 0). */
+/* Sum the sites over the shards into an array of *n entries, indexed by stack id. */
 static struct site_sum *aggregate(uint32_t *n)
 {
-	uint32_t cap = lg_stack_count() + 1024;
-	struct site_sum *sum = lg_mem_calloc(cap, sizeof(*sum));
+	uint32_t cap = lg_stack_count() + 1;
+	struct site_sum *sum;
 
+	if (cap > SITES_MAX)
+		cap = SITES_MAX;
+	sum = lg_mem_calloc(cap, sizeof(*sum));
 	*n = 0;
 	if (!sum)
 		return NULL;
-	for (uint32_t k = 0; k < STRIPES; k++) {
-		struct stripe *s = &stripes[k];
-		if (!__atomic_load_n(&s->slots, __ATOMIC_RELAXED))
-			continue;
-		stripe_lock(s);
-		for (uint32_t i = 0; i < s->cap; i++) {
-			const struct rec *r = &s->slots[i];
-			if (!r->ptr)
+	for (unsigned k = 0; k < SHARDS_MAX; k++) {
+		for (uint32_t c = 0; c <= (cap - 1) >> CHUNK_SHIFT; c++) {
+			struct site *chunk = atomic_load_explicit(&chunks[k][c], memory_order_acquire);
+			if (!chunk)
 				continue;
-			uint32_t id = r->stack < cap ? r->stack : 0;
-			sum[id].bytes += est_bytes(r);
-			sum[id].objects += r->weight;
+			for (uint32_t i = 0; i < (1u << CHUNK_SHIFT); i++) {
+				uint32_t id = (c << CHUNK_SHIFT) + i;
+				if (id >= cap)
+					break;
+				sum[id].bytes += atomic_load_explicit(&chunk[i].bytes,
+								      memory_order_relaxed);
+				sum[id].objects += (double)atomic_load_explicit(
+					&chunk[i].objects, memory_order_relaxed) / OBJ_ONE;
+			}
 		}
-		stripe_unlock(s);
 	}
 	*n = cap;
 	return sum;
@@ -733,7 +701,10 @@ int lg_heap_snapshot(struct lg_snapshot *s)
 	h->present = true;
 	h->backend = lg_alloc_backend_name();
 	h->sample_bytes = heap.mean;
-	h->allocated_bytes = lg_alloc_allocated_bytes();
+	/* The program's heap: what jemalloc holds for it, less what sampling added to its blocks. */
+	uint64_t all = lg_alloc_allocated_bytes(), extra = lg_heap_self_bytes();
+	h->allocated_bytes = all > extra ? all - extra : 0;
+	h->dropped_samples = atomic_load_explicit(&heap.dropped, memory_order_relaxed);
 
 	struct site_sum *sum = aggregate(&n);
 	if (!sum)
@@ -776,28 +747,22 @@ int lg_heap_snapshot(struct lg_snapshot *s)
  * Init and fork
  * ------------------------------------------------------------------------------------------- */
 
-/* fork: the child's heap is a copy of the parent's, so it keeps the records; it must not inherit
- * a lock held by a thread that does not exist in it. Order: growth lock, then the stripes (a
- * growth window holds the first while it takes the second). pthread_atfork runs this prepare
- * after the runtime's (which takes the report lock, taken before both by a report). */
+/* fork: the child's heap is a copy of the parent's, so it keeps the sampled blocks and their
+ * sums (jemalloc's own fork handlers take care of the arena); it must not inherit the growth lock
+ * held by a thread that does not exist in it. pthread_atfork runs this prepare after the
+ * runtime's (which takes the report lock, taken before this one by a report). */
 static void atfork_prepare(void)
 {
 	LG_REAL(pthread_mutex_lock)(&growth_lock);
-	for (uint32_t k = 0; k < STRIPES; k++)
-		stripe_lock(&stripes[k]);
 }
 
 static void atfork_release(void)
 {
-	for (uint32_t k = 0; k < STRIPES; k++)
-		stripe_unlock(&stripes[k]);
 	LG_REAL(pthread_mutex_unlock)(&growth_lock);
 }
 
 static void atfork_child_unlock(void)
 {
-	for (uint32_t k = 0; k < STRIPES; k++)
-		stripe_unlock(&stripes[k]);
 	pthread_mutex_init(&growth_lock, NULL);
 }
 
@@ -819,23 +784,19 @@ static void heap_init(void)
 	heap.enforce = lg_enforcing();
 	if (!lg_policy.heap.enabled)
 		return;
-	for (uint32_t k = 0; k < STRIPES; k++) {
-		if (stripes[k].slots)
-			continue;
-		struct rec *slots = lg_mem_calloc(SLOTS_INITIAL, sizeof(struct rec));
-		if (!slots) {
-			lg_warn("cannot allocate the heap sample table; the heap guard is off");
-			return;
-		}
-		__atomic_store_n(&stripes[k].cap, SLOTS_INITIAL, __ATOMIC_RELAXED);
-		__atomic_store_n(&stripes[k].slots, slots, __ATOMIC_RELAXED);
+	heap.flags = lg_mem_sample_flags();
+	if (heap.flags < 0) {
+		lg_warn("cannot reserve an address range for sampled blocks; the heap guard is off");
+		return;
 	}
-	/* The filter lives in .bss: count it once, as if it were resident. */
-	lg_mem_account_mmap(sizeof(lg_heap_filter));
-	if (heap.mean == 1) {
-		filter_fixed = true;
-		for (size_t w = 0; w < LG_ARRAY_SIZE(lg_heap_filter); w++)
-			atomic_store_explicit(&lg_heap_filter[w], ~UINT64_C(0), memory_order_relaxed);
+	heap.dense = heap.mean <= DENSE_MEAN;
+	if (heap.dense) {
+		long n = sysconf(_SC_NPROCESSORS_CONF);
+		unsigned k = 1;
+		while (k < SHARDS_MAX && (long)k < n)
+			k *= 2;
+		heap.shards = k;
+		heap.have_key = pthread_key_create(&heap.tcache_key, tcache_destroy) == 0;
 	}
 	if (!atfork_done) {
 		pthread_atfork(atfork_prepare, atfork_release, atfork_child_unlock);

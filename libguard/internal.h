@@ -114,15 +114,28 @@ void lg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * mem.c: the guard's own memory, kept out of the application's heap
  * ------------------------------------------------------------------------------------------- */
 
-/* A private jemalloc arena without tcache; falls back to mmap pages if the arena cannot be made.
+/* A private jemalloc arena without tcache (jemalloc's default arena if it cannot be made).
  * Safe to call from any thread and before init (it boots itself). Never calls the malloc hooks. */
 void *lg_mem_alloc(size_t size);
 void *lg_mem_calloc(size_t n, size_t size);
 void *lg_mem_realloc(void *p, size_t size);
 void lg_mem_free(void *p);
 char *lg_mem_strdup(const char *s);
-uint64_t lg_mem_self_bytes(void);    /* guard.self_bytes: own heap plus registered mmap regions */
+/* The guard's own heap, its arena's metadata, mmap'd tables (resident pages of registered ones). */
+uint64_t lg_mem_self_bytes(void);
 void lg_mem_account_mmap(int64_t delta);  /* for guards that mmap their own tables */
+/* A sparsely touched mmap'd table: self_bytes counts its resident pages. */
+void lg_mem_register_table(void *base, size_t len);
+/* The arena's address range (its extents come from one reserved, size-aligned range): the heap
+ * guard's sampled blocks are exactly the program's blocks inside it. Before the arena exists, and
+ * without a range, mask 0 and base 1 match no pointer. */
+struct lg_heap_region {
+	uintptr_t mask, base;
+};
+extern struct lg_heap_region lg_heap_region;
+/* mallocx flags for a block in the range (arena, no tcache chosen), or -1 if there is none. */
+int lg_mem_sample_flags(void);
+bool lg_mem_region_ready(void);
 
 /* The application's allocator (hooks/alloc.c forwards here). */
 enum lg_backend { LG_BACKEND_JEMALLOC = 0, LG_BACKEND_SYSTEM = 1 };
@@ -289,19 +302,21 @@ uint64_t lg_threads_live(void);
 /* heap.c: sampled allocation profiling, leak reports, growth detection (issue 3).
  *
  * The allocation hooks subtract each request from lg_tls.heap_countdown and call a slow path when
- * it goes below zero; the slow path makes the allocation itself (so heap.max_bytes can refuse it),
- * decides whether it is sampled and re-arms the countdown. frees ask lg_heap_maybe_sampled() first:
- * a bitmap over hashed addresses, one bit per group of sampled blocks, kept in .bss so the check
- * needs no pointer load and no init test. */
+ * it goes below zero; the slow path decides whether the block is sampled, re-arms the countdown
+ * and makes the allocation itself: a sampled block in the guard's address range (with a header),
+ * any other with the program's allocator, or none when an enforced heap.max_bytes refuses it.
+ * free, realloc and malloc_usable_size hand a pointer in that range (lg_heap_in_region) to the
+ * heap guard; every other pointer goes straight to the allocator. */
 enum lg_heap_op { LG_HEAP_MALLOC = 0, LG_HEAP_CALLOC = 1, LG_HEAP_MEMALIGN = 2 };
-/* The countdown went below zero. MALLOC: (0, size); CALLOC: (n, size) with n * size checked by
- * the caller; MEMALIGN: (align, size). Returns what the allocator returned, errno intact, or NULL
- * + ENOMEM when an enforced heap.max_bytes refuses it. */
+/* The countdown went below zero. MALLOC: (0, size); CALLOC: (n, size); MEMALIGN: (align, size).
+ * Returns what the allocator returned, errno intact, or NULL + ENOMEM when an enforced
+ * heap.max_bytes refuses it. */
 void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size);
-/* realloc(p != NULL) whose countdown went below zero or whose p may be sampled. */
+/* realloc(p != NULL) whose countdown went below zero or whose p is in the range. */
 void *lg_heap_realloc_slow(void *p, size_t size);
-/* free of a p that lg_heap_maybe_sampled() did not rule out; before the real free. */
-void lg_heap_on_free(void *p);
+/* free and malloc_usable_size of a p in the range. */
+void lg_heap_free(void *p);
+size_t lg_heap_usable_size(void *p);
 int lg_heap_snapshot(struct lg_snapshot *s);
 /* One growth window (the guardian runs it every report.interval_s, else every 10 s). */
 void lg_heap_tick(uint64_t now_ns);
@@ -311,23 +326,14 @@ int64_t lg_heap_draw_countdown(uint64_t mean);
 double lg_heap_weight(uint64_t size, uint64_t mean);
 /* The record of a sampled block (tests): true and its size and stack if p is sampled. */
 bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack);
+/* What the sampled blocks cost beyond the program's own blocks (headers, rounding). */
+uint64_t lg_heap_self_bytes(void);
 
-#define LG_HEAP_FILTER_BITS 65536u
-extern _Atomic uint64_t lg_heap_filter[LG_HEAP_FILTER_BITS / 64];
-
-/* Multiplicative hash of a block address; its low 6 bits pick the table stripe, its low 16 bits
- * the filter bit (so a filter bit belongs to one stripe), bits 6 and up the bucket. */
-static inline uint32_t lg_heap_hash(const void *p)
+/* Is p a sampled block (in the guard's address range)? No pointer is, before that range exists. */
+static inline bool lg_heap_in_region(const void *p)
 {
-	return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 32);
-}
-
-/* Pre-filter for free: false = certainly not a sampled block (the common case, no table probe). */
-static inline bool lg_heap_maybe_sampled(const void *p)
-{
-	uint32_t f = lg_heap_hash(p) & (LG_HEAP_FILTER_BITS - 1);
-
-	return (atomic_load_explicit(&lg_heap_filter[f / 64], memory_order_relaxed) >> (f % 64)) & 1;
+	return ((uintptr_t)p & __atomic_load_n(&lg_heap_region.mask, __ATOMIC_RELAXED)) ==
+	       __atomic_load_n(&lg_heap_region.base, __ATOMIC_RELAXED);
 }
 
 /* fd.c (issue 4) and net.c (issue 5): fd table, limits, exhaustion, timeouts, idle reaping.

@@ -3,7 +3,8 @@
  * The guard's bookkeeping never comes from the application's heap, so that a leak report does
  * not count the guard and the guard cannot fragment or exhaust what the program measures: it
  * lives in a private jemalloc arena ("arenas.create"), used with MALLOCX_TCACHE_NONE so no
- * thread cache holds its blocks. Should the arena not be available, pages come from mmap.
+ * thread cache holds its blocks (should the arena not be available, jemalloc's default arena
+ * without tcache). The same arena holds the heap guard's sampled blocks (below).
  *
  * The application's allocation hooks forward to jemalloc (linked --no-as-needed, so no dlsym is
  * needed for malloc) or, with GUARD_ALLOCATOR=system, to glibc's __libc_* entry points.
@@ -13,19 +14,165 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* ---- the guard's own memory ---- */
+/* ---- the guard's arena and its region ----
+ *
+ * One arena serves the guard's bookkeeping and the heap guard's sampled blocks. Its extent hooks
+ * carve every extent out of one reserved, size-aligned address range, so "is p a sampled block?"
+ * is a mask and a compare on the hot free path (lg_heap_region), with no table and no bitmap to
+ * load. One arena rather than two because an arena's metadata is ~90 KiB whatever it holds.
+ *
+ * The range is reserved PROT_NONE (no commit charge, nothing resident) and made writable piece by
+ * piece as jemalloc asks for extents. jemalloc never unmaps them (dalloc opts out: they are
+ * retained and reused); purging gives their pages back. 64 GiB, or an eighth of a finite
+ * RLIMIT_AS, halved until the kernel grants it; without one, the arena is made with the default
+ * hooks and the heap guard cannot sample (it says so). */
+
+#define REGION_MAX_SHIFT 36u   /* 64 GiB */
+#define REGION_MIN_SHIFT 28u   /* 256 MiB */
+
+struct lg_heap_region lg_heap_region = { .mask = 0, .base = 1 };
+
+static struct {
+	uintptr_t start, end;
+	_Atomic uintptr_t next;   /* bump pointer: extents are never unmapped */
+} region;
+
+static bool region_reserve(void)
+{
+	unsigned shift = REGION_MAX_SHIFT;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		while (shift > REGION_MIN_SHIFT && ((uint64_t)1 << shift) > rl.rlim_cur / 8)
+			shift--;
+	for (; shift >= REGION_MIN_SHIFT; shift--) {
+		size_t size = (size_t)1 << shift;
+		/* Twice the size, then trim to a size-aligned range. */
+		char *p = mmap(NULL, size * 2, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			       -1, 0);
+		if (p == MAP_FAILED)
+			continue;
+		uintptr_t start = ((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1);
+		if (start > (uintptr_t)p)
+			munmap(p, start - (uintptr_t)p);
+		if ((uintptr_t)p + size * 2 > start + size)
+			munmap((void *)(start + size), (uintptr_t)p + size * 2 - (start + size));
+		region.start = start;
+		region.end = start + size;
+		atomic_store_explicit(&region.next, start, memory_order_relaxed);
+		return true;
+	}
+	return false;
+}
+
+/* Extent hooks. They run inside jemalloc with its locks held: syscalls only, no allocation. */
+static void *region_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t align, bool *zero,
+			  bool *commit, unsigned arena)
+{
+	(void)h, (void)arena;
+	if (new_addr)
+		return NULL;   /* growing in place: jemalloc moves the extent instead */
+	if (align < 4096)
+		align = 4096;
+	uintptr_t cur = atomic_load_explicit(&region.next, memory_order_relaxed), start;
+	do {
+		start = (cur + align - 1) & ~(uintptr_t)(align - 1);
+		if (start < cur || start > region.end || region.end - start < size)
+			return NULL;
+	} while (!atomic_compare_exchange_weak(&region.next, &cur, start + size));
+	if (mprotect((void *)start, size, PROT_READ | PROT_WRITE) != 0)
+		return NULL;   /* the range stays reserved; strict overcommit refused the commit */
+	*zero = true;      /* never touched before */
+	*commit = true;
+	return (void *)start;
+}
+
+static bool region_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed, unsigned a)
+{
+	(void)h, (void)addr, (void)size, (void)committed, (void)a;
+	return true;   /* opt out: jemalloc retains the extent and reuses it */
+}
+
+static bool region_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
+			      unsigned a)
+{
+	(void)h, (void)size, (void)a;
+	return madvise((char *)addr + off, len, MADV_FREE) != 0;
+}
+
+static bool region_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t off,
+				size_t len, unsigned a)
+{
+	(void)h, (void)size, (void)a;
+	return madvise((char *)addr + off, len, MADV_DONTNEED) != 0;
+}
+
+/* Split and merge need nothing from us: the range is one mapping. */
+static bool region_split(extent_hooks_t *h, void *addr, size_t size, size_t a_len, size_t b_len,
+			 bool committed, unsigned a)
+{
+	(void)h, (void)addr, (void)size, (void)a_len, (void)b_len, (void)committed, (void)a;
+	return false;
+}
+
+static bool region_merge(extent_hooks_t *h, void *a_addr, size_t a_len, void *b_addr, size_t b_len,
+			 bool committed, unsigned a)
+{
+	(void)h, (void)a_addr, (void)a_len, (void)b_addr, (void)b_len, (void)committed, (void)a;
+	return false;
+}
+
+static extent_hooks_t region_hooks = {
+	.alloc = region_alloc,
+	.dalloc = region_dalloc,
+	.purge_lazy = region_purge_lazy,
+	.purge_forced = region_purge_forced,
+	.split = region_split,
+	.merge = region_merge,
+};
 
 static _Atomic unsigned own_arena_state;   /* 0 = not made, 1 = making, 2 = ready, 3 = failed */
 static unsigned own_arena;
 static _Atomic int64_t own_bytes;
 static _Atomic int64_t mmap_bytes;
+
+static void arena_make(void)
+{
+	unsigned idx;
+	size_t sz = sizeof(idx);
+	extent_hooks_t *hooks = &region_hooks;
+	int rc = -1;
+
+	lg_enter();
+	if (region_reserve()) {
+		rc = mallctl("arenas.create", &idx, &sz, &hooks, sizeof(hooks));
+		if (rc == 0) {
+			/* Publish the range: mask and base are each safe to see alone (a pointer
+			 * masked with 0 is never base, nor is any pointer masked equal to 1). */
+			__atomic_store_n(&lg_heap_region.base, region.start, __ATOMIC_RELAXED);
+			__atomic_store_n(&lg_heap_region.mask, ~(region.end - region.start - 1),
+					 __ATOMIC_RELEASE);
+		} else {
+			munmap((void *)region.start, region.end - region.start);
+			region.start = region.end = 0;
+		}
+	}
+	if (rc != 0)
+		rc = mallctl("arenas.create", &idx, &sz, NULL, 0);
+	lg_leave();
+	if (rc == 0)
+		own_arena = idx;
+	atomic_store_explicit(&own_arena_state, rc == 0 ? 2 : 3, memory_order_release);
+}
 
 static int own_flags(void)
 {
@@ -34,24 +181,29 @@ static int own_flags(void)
 	if (LG_UNLIKELY(st != 2)) {
 		unsigned expected = 0;
 		if (st == 0 && atomic_compare_exchange_strong(&own_arena_state, &expected, 1)) {
-			unsigned idx;
-			size_t sz = sizeof(idx);
-			lg_enter();
-			int rc = mallctl("arenas.create", &idx, &sz, NULL, 0);
-			lg_leave();
-			if (rc == 0)
-				own_arena = idx;
-			atomic_store_explicit(&own_arena_state, rc == 0 ? 2 : 3, memory_order_release);
-			st = rc == 0 ? 2 : 3;
+			arena_make();
 		} else {
-			/* Another thread is making it: use the default arena for this one block. */
-			while ((st = atomic_load_explicit(&own_arena_state, memory_order_acquire)) == 1)
+			/* Another thread is making it: wait (once per process, a few syscalls). */
+			while (atomic_load_explicit(&own_arena_state, memory_order_acquire) == 1)
 				;
 		}
-		if (st != 2)
+		if (atomic_load_explicit(&own_arena_state, memory_order_acquire) != 2)
 			return MALLOCX_TCACHE_NONE;
 	}
 	return (int)(MALLOCX_ARENA(own_arena) | MALLOCX_TCACHE_NONE);
+}
+
+int lg_mem_sample_flags(void)
+{
+	own_flags();
+	if (!lg_mem_region_ready())
+		return -1;
+	return (int)MALLOCX_ARENA(own_arena);
+}
+
+bool lg_mem_region_ready(void)
+{
+	return __atomic_load_n(&lg_heap_region.mask, __ATOMIC_ACQUIRE) != 0;
 }
 
 void *lg_mem_alloc(size_t size)
@@ -117,10 +269,75 @@ void lg_mem_account_mmap(int64_t delta)
 	atomic_fetch_add_explicit(&mmap_bytes, delta, memory_order_relaxed);
 }
 
+/* Tables the guards mmap and touch sparsely (fd segments, the clock's reader table): counted by
+ * their resident pages when self_bytes is asked for, not by their size. */
+#define TABLES_MAX 32u
+static struct {
+	void *base;
+	size_t len;
+} tables[TABLES_MAX];
+static _Atomic unsigned ntables;
+
+void lg_mem_register_table(void *base, size_t len)
+{
+	unsigned i = atomic_fetch_add(&ntables, 1);
+
+	if (i >= TABLES_MAX) {
+		/* Not expected (23 fd segments at most, one reader table): count it whole. */
+		atomic_fetch_sub(&ntables, 1);
+		lg_mem_account_mmap((int64_t)len);
+		return;
+	}
+	tables[i].len = len;
+	__atomic_store_n(&tables[i].base, base, __ATOMIC_RELEASE);
+}
+
+static uint64_t resident_bytes(const void *base, size_t len)
+{
+	unsigned char vec[1024];
+	uint64_t n = 0;
+	size_t page = 4096, chunk = sizeof(vec) * page;
+
+	for (size_t off = 0; off < len; off += chunk) {
+		size_t l = len - off < chunk ? len - off : chunk;
+		if (mincore((char *)base + off, l, vec) != 0)
+			return n;
+		for (size_t i = 0; i < (l + page - 1) / page; i++)
+			n += (vec[i] & 1) * page;
+	}
+	return n;
+}
+
+/* Bytes of jemalloc metadata behind the guard's arena (its bins, extent maps: ~90 KiB). */
+static uint64_t arena_metadata_bytes(void)
+{
+	if (atomic_load_explicit(&own_arena_state, memory_order_acquire) != 2)
+		return 0;
+	char name[64];
+	uint64_t epoch = 1;
+	size_t v = 0, sz = sizeof(epoch);
+	lg_enter();
+	mallctl("epoch", &epoch, &sz, &epoch, sz);
+	snprintf(name, sizeof(name), "stats.arenas.%u.base", own_arena);
+	sz = sizeof(v);
+	if (mallctl(name, &v, &sz, NULL, 0) != 0)
+		v = 0;
+	lg_leave();
+	return v;
+}
+
 uint64_t lg_mem_self_bytes(void)
 {
 	int64_t b = atomic_load_explicit(&own_bytes, memory_order_relaxed) +
 		    atomic_load_explicit(&mmap_bytes, memory_order_relaxed);
+	unsigned n = atomic_load(&ntables);
+
+	for (unsigned i = 0; i < n && i < TABLES_MAX; i++) {
+		const void *base = __atomic_load_n(&tables[i].base, __ATOMIC_ACQUIRE);
+		if (base)
+			b += (int64_t)resident_bytes(base, tables[i].len);
+	}
+	b += (int64_t)arena_metadata_bytes();
 	return b > 0 ? (uint64_t)b : 0;
 }
 

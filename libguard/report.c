@@ -402,7 +402,7 @@ int lg_report_write(const char *reason)
 	snapshot_violations(&snap);
 	snapshot_stacks(&snap);
 	/* Last, so that it counts the snapshot's own memory too. */
-	snap.guard.self_bytes = lg_mem_self_bytes();
+	snap.guard.self_bytes = lg_mem_self_bytes() + lg_heap_self_bytes();
 
 	expand_name(name, sizeof(name), lg_policy.report.name);
 	snprintf(base, sizeof(base), "%s/%s", report_dir, name);

@@ -211,6 +211,7 @@ static void write_heap(struct lg_out *o, const struct lg_snap_heap *h)
 	kv_str(o, &f, "backend", h->backend);
 	kv_u64(o, &f, "sample_bytes", h->sample_bytes);
 	kv_u64(o, &f, "allocated_bytes", h->allocated_bytes);
+	kv_u64(o, &f, "dropped_samples", h->dropped_samples);
 	key(o, &f, "live");
 	lg_out_puts(o, "[");
 	for (size_t i = 0; i < h->nlive; i++) {

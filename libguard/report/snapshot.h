@@ -50,6 +50,7 @@ struct lg_snap_heap {
 	const char *backend;         /* jemalloc | system */
 	uint64_t sample_bytes;
 	uint64_t allocated_bytes;
+	uint64_t dropped_samples;    /* sampled allocations that could not be kept (made unsampled) */
 	size_t nlive;
 	struct lg_snap_heap_site *live;
 	size_t nsuspects;

@@ -1,7 +1,7 @@
-/* The heap guard (libguard/heap.c): the sampler's distribution, the estimator, the table of
- * sampled blocks (realloc moves, concurrent insert/remove) and the per-site snapshot.
+/* The heap guard (libguard/heap.c): the sampler's distribution, the estimator, sampled blocks
+ * (realloc moves, concurrent alloc/free, the address range) and the per-site snapshot.
  *
- * The runtime is booted once with every allocation sampled (sample_bytes 1), so table behaviour
+ * The runtime is booted once with every allocation sampled (sample_bytes 1), so block behaviour
  * is deterministic; the sampler and estimator at other rates are tested through their pieces.
  * The slow paths are called the way hooks/alloc.c calls them (the countdown lowered first).
  */
@@ -34,16 +34,17 @@ static NOINLINE void *hook_malloc(size_t size)
 static NOINLINE void *hook_realloc(void *p, size_t size)
 {
 	lg_tls.heap_countdown -= (int64_t)size;
-	if (lg_tls.heap_countdown < 0 || lg_heap_maybe_sampled(p))
+	if (lg_tls.heap_countdown < 0 || lg_heap_in_region(p))
 		return lg_heap_realloc_slow(p, size);
 	return lg_alloc.realloc(p, size);
 }
 
 static void hook_free(void *p)
 {
-	if (lg_heap_maybe_sampled(p))
-		lg_heap_on_free(p);
-	lg_alloc.free(p);
+	if (lg_heap_in_region(p))
+		lg_heap_free(p);
+	else
+		lg_alloc.free(p);
 }
 
 /* ---- the sampler ---- */
@@ -110,7 +111,7 @@ static void test_heap_estimator_is_unbiased(void **state)
 	assert_true(fabs(est_objects / objects - 1.0) < 0.05);
 }
 
-/* ---- the table (every allocation sampled) ---- */
+/* ---- sampled blocks (every allocation sampled) ---- */
 
 static void test_heap_realloc_moves_record(void **state)
 {
@@ -121,7 +122,7 @@ static void test_heap_realloc_moves_record(void **state)
 
 	char *p = hook_malloc(100);
 	assert_non_null(p);
-	assert_true(lg_heap_maybe_sampled(p));
+	assert_true(lg_heap_in_region(p));
 	assert_true(lg_heap_record_of(p, &size, &stack));
 	assert_int_equal(size, 100);
 	assert_int_equal(lg_heap_live_bytes(), live0 + 100);
@@ -248,8 +249,8 @@ static void *churn(void *arg)
 	return NULL;
 }
 
-/* Many threads inserting, moving and removing at once (4 x 20000, all sampled): the table ends
- * where it began, nothing lost, nothing left. */
+/* Many threads allocating, moving and freeing at once (4 x 20000, all sampled): the sums end
+ * where they began, nothing lost, nothing left. */
 static void test_heap_concurrent_churn_leaves_no_record(void **state)
 {
 	(void)state;
@@ -263,58 +264,80 @@ static void test_heap_concurrent_churn_leaves_no_record(void **state)
 	assert_int_equal(lg_heap_live_bytes(), live0);
 }
 
-/* Thousands of records (the stripes grow several times), half removed in an interleaved order:
- * every remaining one is still found, no removed one is. */
-static void test_heap_table_keeps_records_through_growth_and_removal(void **state)
+/* Thousands of sampled blocks, half freed in an interleaved order: every remaining one still
+ * carries its record, the sums follow exactly. */
+static void test_heap_records_survive_interleaved_frees(void **state)
 {
 	(void)state;
 	enum { N = 6000 };
 	static void *p[N];
 	uint64_t size;
 	uint32_t stack;
-	uint64_t live0 = lg_heap_live_bytes();
+	uint64_t live0 = lg_heap_live_bytes(), half = 0;
 
 	for (int i = 0; i < N; i++)
 		p[i] = hook_malloc(16 + (size_t)(i % 7) * 8);
 	for (int i = 0; i < N; i += 2)
 		hook_free(p[i]);
-	for (int i = 0; i < N; i++) {
-		bool found = lg_heap_record_of(p[i], &size, &stack);
-		if (i % 2 == 0)
-			assert_false(found);
-		else {
-			assert_true(found);
-			assert_int_equal(size, 16 + (size_t)(i % 7) * 8);
-		}
-	}
-	/* free(NULL) with NULL's filter bit set (some record hashes to bit 0 among 3000) must
-	 * not take anything out of the table. */
-	for (int i = 0; i < 100; i++)
-		hook_free(NULL);
 	for (int i = 1; i < N; i += 2) {
 		assert_true(lg_heap_record_of(p[i], &size, &stack));
-		hook_free(p[i]);
+		assert_int_equal(size, 16 + (size_t)(i % 7) * 8);
+		half += size;
 	}
+	assert_int_equal(lg_heap_live_bytes(), live0 + half);
+	for (int i = 0; i < 100; i++)
+		hook_free(NULL);
+	for (int i = 1; i < N; i += 2)
+		hook_free(p[i]);
 	assert_int_equal(lg_heap_live_bytes(), live0);
 }
 
-/* The free pre-filter clears a bit when its last record goes. */
-static void test_heap_filter_is_fixed_when_every_allocation_is_sampled(void **state)
+/* Sampled blocks, and only they, lie in the guard's range; each keeps the alignment it was asked
+ * for, its usable size covers the request, and its bytes are the program's to use. */
+static void test_heap_sampled_blocks_live_in_the_range(void **state)
 {
 	(void)state;
-	/* With sample_bytes 1 nearly every free is of a sampled block: the filter is all ones from
-	 * boot and never updated (an exact filter cost an atomic on a shared line per call). The
-	 * clearing path of sparser sampling is covered by test_heap_leak at 65536. */
-	for (size_t w = 0; w < LG_HEAP_FILTER_BITS / 64; w++)
-		assert_true(atomic_load(&lg_heap_filter[w]) == ~UINT64_C(0));
-	void *p = hook_malloc(200);
 	uint64_t size;
 	uint32_t stack;
-	assert_true(lg_heap_maybe_sampled(p));
-	assert_true(lg_heap_record_of(p, &size, &stack));
+
+	char *p = hook_malloc(200);
+	assert_true(lg_heap_in_region(p));
+	assert_true((uintptr_t)p % 16 == 0);
+	assert_true(lg_heap_usable_size(p) >= 200);
+	memset(p, 0xab, lg_heap_usable_size(p));
+
+	/* An allocation the guard makes through the hooks (busy) is not sampled: it is made by the
+	 * program's allocator, outside the range. */
+	lg_enter();
+	void *own = hook_malloc(200);
+	lg_leave();
+	assert_false(lg_heap_in_region(own));
+	assert_false(lg_heap_record_of(own, &size, &stack));
+	lg_alloc.free(own);
+	assert_false(lg_heap_in_region(NULL));
+
+	void *a = lg_heap_alloc_slow(LG_HEAP_MEMALIGN, 4096, 100);
+	assert_true(lg_heap_in_region(a));
+	assert_true((uintptr_t)a % 4096 == 0);
+	assert_true(lg_heap_record_of(a, &size, &stack));
+	assert_int_equal(size, 100);
+	/* realloc of an over-aligned block: a fresh block, contents and site kept. */
+	memset(a, 0x5a, 100);
+	uint32_t site = stack;
+	char *b = hook_realloc(a, 300);
+	assert_true(lg_heap_record_of(b, &size, &stack));
+	assert_int_equal(size, 300);
+	assert_int_equal(stack, site);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal((unsigned char)b[i], 0x5a);
+
+	unsigned char *z = lg_heap_alloc_slow(LG_HEAP_CALLOC, 10, 100);
+	assert_true(lg_heap_in_region(z));
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(z[i], 0);
+	hook_free(z);
+	hook_free(b);
 	hook_free(p);
-	/* The bit stays, the record goes. */
-	assert_true(lg_heap_maybe_sampled(p));
 	assert_false(lg_heap_record_of(p, &size, &stack));
 }
 
@@ -343,8 +366,8 @@ int main(void)
 		cmocka_unit_test(test_heap_realloc_to_zero_drops_record),
 		cmocka_unit_test(test_heap_snapshot_sums_by_site_sorted),
 		cmocka_unit_test(test_heap_concurrent_churn_leaves_no_record),
-		cmocka_unit_test(test_heap_table_keeps_records_through_growth_and_removal),
-		cmocka_unit_test(test_heap_filter_is_fixed_when_every_allocation_is_sampled),
+		cmocka_unit_test(test_heap_records_survive_interleaved_frees),
+		cmocka_unit_test(test_heap_sampled_blocks_live_in_the_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
