@@ -328,16 +328,19 @@ static uint64_t arena_metadata_bytes(void)
 
 uint64_t lg_mem_self_bytes(void)
 {
-	int64_t b = atomic_load_explicit(&own_bytes, memory_order_relaxed) +
-		    atomic_load_explicit(&mmap_bytes, memory_order_relaxed);
+	int64_t own = atomic_load_explicit(&own_bytes, memory_order_relaxed);
+	int64_t mapped = atomic_load_explicit(&mmap_bytes, memory_order_relaxed);
+	int64_t resident = 0, meta = (int64_t)arena_metadata_bytes();
 	unsigned n = atomic_load(&ntables);
 
 	for (unsigned i = 0; i < n && i < TABLES_MAX; i++) {
 		const void *base = __atomic_load_n(&tables[i].base, __ATOMIC_ACQUIRE);
 		if (base)
-			b += (int64_t)resident_bytes(base, tables[i].len);
+			resident += (int64_t)resident_bytes(base, tables[i].len);
 	}
-	b += (int64_t)arena_metadata_bytes();
+	lg_debug("own memory: heap %lld, arena metadata %lld, stack table %lld, other tables %lld",
+		 (long long)own, (long long)meta, (long long)mapped, (long long)resident);
+	int64_t b = own + mapped + resident + meta;
 	return b > 0 ? (uint64_t)b : 0;
 }
 
