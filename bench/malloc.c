@@ -3,7 +3,11 @@
  * malloc, calloc, realloc and free. Prints the mean nanoseconds per operation over all threads,
  * measured inside the program (so a profiler's start-up and post-processing are not counted).
  *
- * usage: malloc [OPS_PER_THREAD] [SLOTS]
+ * TOUCH: "1" (default) writes one byte of each new block, so the allocator is nearly all the
+ * work; "full" fills each block from malloc or realloc, as a program that uses what it
+ * allocates does (calloc's blocks are already written by calloc).
+ *
+ * usage: malloc [OPS_PER_THREAD] [SLOTS] [TOUCH]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,6 +21,7 @@
 
 static long ops = 2000000;
 static unsigned slots = 8192;
+static int touch_full;
 
 static inline uint64_t next(uint64_t *s)
 {
@@ -63,7 +68,9 @@ static void *worker(void *arg)
 			free(table[k]);
 			p = NULL;
 		}
-		if (p)
+		if (p && touch_full && (op < 60 || op >= 75))
+			memset(p, (int)i, size);   /* calloc's (60..74) are written already */
+		else if (p)
 			*(volatile char *)p = 1;
 		table[k] = p;
 	}
@@ -82,6 +89,8 @@ int main(int argc, char **argv)
 		ops = atol(argv[1]);
 	if (argc > 2)
 		slots = (unsigned)atol(argv[2]);
+	if (argc > 3)
+		touch_full = strcmp(argv[3], "full") == 0;
 	for (uintptr_t i = 0; i < THREADS; i++)
 		pthread_create(&t[i], NULL, worker, (void *)i);
 	for (int i = 0; i < THREADS; i++)

@@ -5,12 +5,16 @@
 # libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true) and
 # heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are interleaved, repeated,
 # and each figure is the median, as a ratio to jemalloc alone measured in the same run.
-# Also: guard.self_bytes against the program's heap at default sampling.
-# usage: bench/malloc.sh [REPS] [OPS_PER_THREAD]
+# Two workloads (bench/malloc.c's TOUCH): "1", where each block gets one byte written and the
+# allocator is nearly all the work, and "full", where each block is filled as a program that
+# uses its memory does. Also: guard.self_bytes against the program's heap at default sampling.
+# usage: bench/malloc.sh [REPS] [OPS_PER_THREAD] [TOUCH...]
 set -u
 cd "$(dirname "$0")/.." || exit 2
 REPS=${1:-7}
 OPS=${2:-2000000}
+shift $(( $# < 2 ? $# : 2 ))
+TOUCHES=${*:-1 full}
 LIB=$PWD/build/libguard.so
 JE=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 [ -f "$LIB" ] || { echo "build/libguard.so is missing: run make" >&2; exit 2; }
@@ -43,39 +47,42 @@ fi
 have_heaptrack=no
 command -v heaptrack >/dev/null && have_heaptrack=yes
 
-run() {   # run VARIANT: prints ns/op
+run() {   # run VARIANT TOUCH: prints ns/op
+  local a="$OPS 8192 $2"
   case $1 in
-    glibc)     "$W/malloc" "$OPS" ;;
-    jemalloc)  LD_PRELOAD=$JE "$W/malloc" "$OPS" ;;
-    guard-off) LD_PRELOAD=$LIB GUARD_POLICY=$W/off.json "$W/malloc" "$OPS" ;;
-    guard-default) LD_PRELOAD=$LIB GUARD_POLICY=$W/default.json "$W/malloc" "$OPS" ;;
-    guard-heap)    LD_PRELOAD=$LIB GUARD_POLICY=$W/heap.json "$W/malloc" "$OPS" ;;
-    guard-every)   LD_PRELOAD=$LIB GUARD_POLICY=$W/every.json "$W/malloc" "$OPS" ;;
-    je-prof)   (cd "$W" && LD_PRELOAD=$JE MALLOC_CONF=prof:true,prof_final:false "$W/malloc" "$OPS") ;;
-    heaptrack) (cd "$W" && heaptrack -o "$W/ht" "$W/malloc" "$OPS" 2>/dev/null | grep -E '^[0-9.]+$'; rm -f "$W"/ht*) ;;
+    glibc)     "$W/malloc" $a ;;
+    jemalloc)  LD_PRELOAD=$JE "$W/malloc" $a ;;
+    guard-off) LD_PRELOAD=$LIB GUARD_POLICY=$W/off.json "$W/malloc" $a ;;
+    guard-default) LD_PRELOAD=$LIB GUARD_POLICY=$W/default.json "$W/malloc" $a ;;
+    guard-heap)    LD_PRELOAD=$LIB GUARD_POLICY=$W/heap.json "$W/malloc" $a ;;
+    guard-every)   LD_PRELOAD=$LIB GUARD_POLICY=$W/every.json "$W/malloc" $a ;;
+    je-prof)   (cd "$W" && LD_PRELOAD=$JE MALLOC_CONF=prof:true,prof_final:false "$W/malloc" $a) ;;
+    heaptrack) (cd "$W" && heaptrack -o "$W/ht" "$W/malloc" $a 2>/dev/null | grep -E '^[0-9.]+$'; rm -f "$W"/ht*) ;;
   esac
 }
 
 variants="glibc jemalloc guard-off guard-heap guard-default guard-every"
 [ $prof = yes ] && variants="$variants je-prof"
 [ $have_heaptrack = yes ] && variants="$variants heaptrack"
-declare -A res
-for r in $(seq "$REPS"); do
-  for v in $variants; do
-    # heaptrack is ~20x slower: three repetitions are enough to take its median.
-    if [ $v = heaptrack ] && [ "$r" -gt 3 ]; then continue; fi
-    x=$(run $v | tail -1)
-    res[$v]="${res[$v]:-} $x"
-  done
-done
-
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-base=$(echo "${res[jemalloc]}" | median)
-echo "mixed malloc benchmark, 2 threads, $OPS ops/thread, $REPS interleaved runs, medians"
-echo "ratio to jemalloc alone ($base ns/op):"
-for v in $variants; do
-  m=$(echo "${res[$v]}" | median)
-  printf '  %-14s %8.2f ns/op  %6.3fx\n' "$v" "$m" "$(echo "$m / $base" | bc -l)"
+for touch in $TOUCHES; do
+  declare -A res=()
+  for r in $(seq "$REPS"); do
+    for v in $variants; do
+      # heaptrack is ~20x slower: three repetitions are enough to take its median.
+      if [ $v = heaptrack ] && [ "$r" -gt 3 ]; then continue; fi
+      x=$(run $v $touch | tail -1)
+      res[$v]="${res[$v]:-} $x"
+    done
+  done
+  base=$(echo "${res[jemalloc]}" | median)
+  echo "mixed malloc benchmark, TOUCH=$touch, 2 threads, $OPS ops/thread, $REPS interleaved runs, medians"
+  echo "ratio to jemalloc alone ($base ns/op):"
+  for v in $variants; do
+    m=$(echo "${res[$v]}" | median)
+    printf '  %-14s %8.2f ns/op  %6.3fx\n' "$v" "$m" "$(echo "$m / $base" | bc -l)"
+  done
+  unset res
 done
 [ $prof = yes ] || echo "  je-prof        (this jemalloc was built without profiling: not measured)"
 [ $have_heaptrack = yes ] || echo "  heaptrack      (not installed: apt-get install heaptrack)"

@@ -17,10 +17,13 @@
  * else of the program's ever lands in that range: the program's own blocks come from jemalloc's
  * automatic arenas (or glibc), and a sampled block never enters a thread cache of theirs.
  *
- * Sites. Live estimates are kept per stack id as sums of (bytes, objects) in shards: one per CPU
- * when nearly every allocation is sampled (two threads adding to one site's line at every call
- * would ping-pong it), one otherwise. Frees subtract on whatever shard they run; a site's figure
- * is the sum over shards. There is no list of blocks: a report reads the sums.
+ * Sites. Live estimates are kept per stack id as sums of (bytes, objects) in shards. When nearly
+ * every allocation is sampled, each thread has a shard of its own that only it writes, with plain
+ * adds (ten locked adds per malloc and free, or two threads adding to one site's line, cost more
+ * than all the rest of the bookkeeping); a thread that exits leaves its sums to a shared shard.
+ * Otherwise one shared shard takes atomic adds (they are rare). Frees subtract on the shard of the
+ * thread that frees; a site's figure is the sum over shards. There is no list of blocks: a report
+ * reads the sums.
  *
  * heap.max_bytes is checked against the sampled estimate of the live heap at sample points
  * (about every sample_bytes per thread; a shared counter on every malloc costs 23%, DESIGN 2);
@@ -48,10 +51,9 @@
 
 #define HDR 16u
 #define HDR_MAGIC 0x6c67u
-/* Sampling this dense or denser: per-CPU site shards and a thread cache per thread for the
- * sampled blocks (without one, each sampled block takes the arena's bin lock). */
+/* Sampling this dense or denser: a shard and a thread cache per thread for the sampled blocks
+ * (without a cache, each sampled block takes the arena's bin lock). */
 #define DENSE_MEAN 16384u
-#define SHARDS_MAX 16u
 /* Sites (stack ids) per counter chunk; stack ids beyond SITES_MAX count at site 0. */
 #define CHUNK_SHIFT 10u
 #define SITES_MAX (1u << 17)
@@ -76,7 +78,16 @@ struct shard {
 	_Atomic int64_t live;      /* estimated live bytes, all sites */
 	_Atomic int64_t overhead;  /* header and size-class rounding of the live sampled blocks */
 	_Atomic int64_t blocks;    /* live sampled blocks */
-} __attribute__((aligned(64)));
+	bool owned;                /* written by one thread only: plain adds */
+	struct shard *next;        /* on the list of shards (under shards_lock) */
+	_Atomic(struct site *) chunks[SITES_MAX >> CHUNK_SHIFT];
+};
+
+/* A thread's own state with dense sampling: its shard and its thread cache. */
+struct tstate {
+	struct shard shard;
+	int tcache;                /* jemalloc's index + 1; 0: none */
+};
 
 static struct {
 	bool enabled;
@@ -85,21 +96,22 @@ static struct {
 	enum lg_on_max on_max;
 	bool enforce;
 	bool dense;
-	unsigned shards;         /* a power of two <= SHARDS_MAX */
 	int flags;               /* mallocx flags of the guard's arena, -1: cannot sample */
-	pthread_key_t tcache_key;
+	pthread_key_t key;       /* a thread's struct tstate, torn down at its exit */
 	bool have_key;
 	_Atomic int full_warned;
 	_Atomic uint64_t dropped;
 	_Atomic int over_max;    /* the estimate is above max_bytes (edge for violations) */
-} heap = { .flags = -1, .shards = 1 };
+} heap = { .flags = -1 };
 
-static struct shard shards[SHARDS_MAX];
-static _Atomic(struct site *) chunks[SHARDS_MAX][SITES_MAX >> CHUNK_SHIFT];
+/* The shared shard heads the list; threads' shards follow it. */
+static struct shard shared;
+static struct shard *shards_head = &shared;
+static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static LG_TLS bool armed;      /* this thread's countdown holds a draw (not a parked value) */
-static LG_TLS int tcache;      /* dense sampling: this thread's cache index + 1; -1: none to be had */
-static LG_TLS unsigned shard_rr;   /* this thread's shard when the CPU cannot be read, + 1 */
+/* Dense sampling: this thread's state; (struct tstate *)-1 while it cannot have one. */
+static LG_TLS struct tstate *self;
 
 /* ---------------------------------------------------------------------------------------------
  * Sampler math
@@ -128,35 +140,12 @@ double lg_heap_weight(uint64_t size, uint64_t mean)
  * Sites
  * ------------------------------------------------------------------------------------------- */
 
-/* glibc >= 2.35 registers an rseq area per thread whose cpu_id the kernel keeps current. */
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-static unsigned shard_of(void)
-{
-	if (heap.shards == 1)
-		return 0;
-#if defined(__x86_64__) || defined(__aarch64__)
-	if (&__rseq_size && __rseq_size >= 8) {
-		const char *area = (const char *)__builtin_thread_pointer() + __rseq_offset;
-		int32_t cpu = (int32_t)__atomic_load_n((const uint32_t *)(area + 4), __ATOMIC_RELAXED);
-		if (cpu >= 0)
-			return (unsigned)cpu & (heap.shards - 1);
-	}
-#endif
-	if (!shard_rr) {
-		static _Atomic unsigned next;
-		shard_rr = (atomic_fetch_add(&next, 1) & (SHARDS_MAX - 1)) + 1;
-	}
-	return (shard_rr - 1) & (heap.shards - 1);
-}
-
-/* The counters of site id on shard k; NULL if their chunk cannot be had (make: allocate it). */
-static struct site *site_at(unsigned k, uint32_t id, bool make)
+/* The counters of site id in shard sh; NULL if their chunk cannot be had (make: allocate it). */
+static struct site *site_at(struct shard *sh, uint32_t id, bool make)
 {
 	if (id >= SITES_MAX)
 		id = 0;
-	_Atomic(struct site *) *slot = &chunks[k][id >> CHUNK_SHIFT];
+	_Atomic(struct site *) *slot = &sh->chunks[id >> CHUNK_SHIFT];
 	struct site *c = atomic_load_explicit(slot, memory_order_acquire);
 
 	if (!c && make) {
@@ -172,6 +161,106 @@ static struct site *site_at(unsigned k, uint32_t id, bool make)
 		}
 	}
 	return c ? &c[id & ((1u << CHUNK_SHIFT) - 1)] : NULL;
+}
+
+/* Add d to a counter: a plain add on a shard only this thread writes (readers take relaxed loads
+ * of whole words), an atomic one on the shared shard. */
+static inline void counter_add(const struct shard *sh, _Atomic int64_t *c, int64_t d)
+{
+	if (sh->owned)
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(c, d, memory_order_relaxed);
+}
+
+static void shard_fold(struct shard *into, struct shard *from);
+static void tstate_exit(void *v);
+
+/* This thread's state (dense sampling), made at its first sampled event; NULL: use the shared
+ * shard and no thread cache. */
+static struct tstate *tstate_get(void)
+{
+	if (LG_LIKELY(self != NULL))
+		return self == (struct tstate *)-1 ? NULL : self;
+	self = (struct tstate *)-1;
+	if (!heap.dense || !heap.have_key)
+		return NULL;
+	struct tstate *t = lg_mem_calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->shard.owned = true;
+	lg_enter();
+	unsigned tc;
+	size_t sz = sizeof(tc);
+	if (mallctl("tcache.create", &tc, &sz, NULL, 0) == 0)
+		t->tcache = (int)tc + 1;
+	if (pthread_setspecific(heap.key, t) != 0) {
+		if (t->tcache)
+			mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
+		lg_leave();
+		lg_mem_free(t);
+		return NULL;
+	}
+	LG_REAL(pthread_mutex_lock)(&shards_lock);
+	t->shard.next = shared.next;
+	shared.next = &t->shard;
+	LG_REAL(pthread_mutex_unlock)(&shards_lock);
+	lg_leave();
+	self = t;
+	return t;
+}
+
+/* Thread exit (the key's destructor): its sums go to the shared shard, its cache to jemalloc. A
+ * destructor of the program's that runs after this one and frees a sampled block uses the
+ * shared shard. */
+static void tstate_exit(void *v)
+{
+	struct tstate *t = v;
+
+	self = (struct tstate *)-1;
+	lg_enter();
+	if (t->tcache) {
+		unsigned tc = (unsigned)t->tcache - 1;
+		mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
+	}
+	LG_REAL(pthread_mutex_lock)(&shards_lock);
+	for (struct shard **pp = &shared.next; *pp; pp = &(*pp)->next) {
+		if (*pp == &t->shard) {
+			*pp = t->shard.next;
+			break;
+		}
+	}
+	shard_fold(&shared, &t->shard);
+	LG_REAL(pthread_mutex_unlock)(&shards_lock);
+	for (size_t c = 0; c < LG_ARRAY_SIZE(t->shard.chunks); c++)
+		lg_mem_free(atomic_load(&t->shard.chunks[c]));
+	lg_mem_free(t);
+	lg_leave();
+}
+
+/* Add from's sums into into (the shared shard, under shards_lock). */
+static void shard_fold(struct shard *into, struct shard *from)
+{
+	atomic_fetch_add(&into->live, atomic_load(&from->live));
+	atomic_fetch_add(&into->overhead, atomic_load(&from->overhead));
+	atomic_fetch_add(&into->blocks, atomic_load(&from->blocks));
+	for (uint32_t c = 0; c < LG_ARRAY_SIZE(from->chunks); c++) {
+		struct site *src = atomic_load(&from->chunks[c]);
+		if (!src)
+			continue;
+		for (uint32_t i = 0; i < (1u << CHUNK_SHIFT); i++) {
+			int64_t b = atomic_load_explicit(&src[i].bytes, memory_order_relaxed);
+			int64_t o = atomic_load_explicit(&src[i].objects, memory_order_relaxed);
+			if (!b && !o)
+				continue;
+			struct site *dst = site_at(into, (c << CHUNK_SHIFT) + i, true);
+			if (!dst)
+				continue;   /* out of memory: that site's figure is lost, not wrong */
+			atomic_fetch_add(&dst->bytes, b);
+			atomic_fetch_add(&dst->objects, o);
+		}
+	}
 }
 
 /* The header and size-class rounding a sampled block costs over the program's own block. */
@@ -190,30 +279,32 @@ static void account(struct hdr *h, int sign, bool make)
 {
 	double w = lg_heap_weight(h->size, heap.mean);
 	int64_t b = (int64_t)(w * (double)h->size + 0.5) * sign;
-	unsigned k = shard_of();
+	struct tstate *t = heap.dense ? tstate_get() : NULL;
+	struct shard *sh = t ? &t->shard : &shared;
 
 	if (h->stack != NO_SITE) {
-		struct site *st = site_at(k, h->stack, make);
+		struct site *st = site_at(sh, h->stack, make || sh != &shared);
 		if (st) {
-			atomic_fetch_add_explicit(&st->bytes, b, memory_order_relaxed);
-			atomic_fetch_add_explicit(&st->objects, (int64_t)(w * OBJ_ONE + 0.5) * sign,
-						  memory_order_relaxed);
-		} else {
-			h->stack = NO_SITE;   /* only when adding: the chunk exists once added to */
+			counter_add(sh, &st->bytes, b);
+			counter_add(sh, &st->objects, (int64_t)(w * OBJ_ONE + 0.5) * sign);
+		} else if (sign > 0) {
+			h->stack = NO_SITE;
 		}
 	}
-	atomic_fetch_add_explicit(&shards[k].live, b, memory_order_relaxed);
-	atomic_fetch_add_explicit(&shards[k].blocks, sign, memory_order_relaxed);
-	atomic_fetch_add_explicit(&shards[k].overhead, overhead_of(h) * sign, memory_order_relaxed);
+	counter_add(sh, &sh->live, b);
+	counter_add(sh, &sh->blocks, sign);
+	counter_add(sh, &sh->overhead, overhead_of(h) * sign);
 }
 
+/* The sum of one total over every shard. */
 static int64_t shards_sum(size_t field)
 {
 	int64_t v = 0;
 
-	for (unsigned k = 0; k < SHARDS_MAX; k++)
-		v += atomic_load_explicit((_Atomic int64_t *)((char *)&shards[k] + field),
-					  memory_order_relaxed);
+	LG_REAL(pthread_mutex_lock)(&shards_lock);
+	for (struct shard *sh = shards_head; sh; sh = sh->next)
+		v += atomic_load_explicit((_Atomic int64_t *)((char *)sh + field), memory_order_relaxed);
+	LG_REAL(pthread_mutex_unlock)(&shards_lock);
 	return v;
 }
 
@@ -243,36 +334,16 @@ static inline void *block_of(const void *p, const struct hdr *h)
 	return (void *)((uintptr_t)p - ((uintptr_t)1 << h->off_log2));
 }
 
-static void tcache_destroy(void *v)
-{
-	unsigned tc = (unsigned)(uintptr_t)v - 1;
-
-	mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
-}
-
 /* mallocx flags for this thread's sampled blocks: the guard's arena, and with dense sampling a
- * thread cache of its own (made on first use, destroyed at thread exit); otherwise none, so no
- * sampled block ever sits in a cache that serves the program's own mallocs. */
+ * thread cache of its own; otherwise none, so no sampled block ever sits in a cache that serves
+ * the program's own mallocs. */
 static int block_flags(void)
 {
-	if (!heap.dense || !heap.have_key || tcache < 0)
+	struct tstate *t = heap.dense ? tstate_get() : NULL;
+
+	if (!t || !t->tcache)
 		return heap.flags | MALLOCX_TCACHE_NONE;
-	if (tcache == 0) {
-		unsigned tc;
-		size_t sz = sizeof(tc);
-		tcache = -1;
-		lg_enter();
-		if (mallctl("tcache.create", &tc, &sz, NULL, 0) == 0) {
-			if (pthread_setspecific(heap.tcache_key, (void *)(uintptr_t)(tc + 1)) == 0)
-				tcache = (int)tc + 1;
-			else
-				mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
-		}
-		lg_leave();
-		if (tcache < 0)
-			return heap.flags | MALLOCX_TCACHE_NONE;
-	}
-	return heap.flags | MALLOCX_TCACHE(tcache - 1);
+	return heap.flags | MALLOCX_TCACHE(t->tcache - 1);
 }
 
 static void warn_full(void)
@@ -582,9 +653,10 @@ static struct site_sum *aggregate(uint32_t *n)
 	*n = 0;
 	if (!sum)
 		return NULL;
-	for (unsigned k = 0; k < SHARDS_MAX; k++) {
+	LG_REAL(pthread_mutex_lock)(&shards_lock);
+	for (struct shard *sh = shards_head; sh; sh = sh->next) {
 		for (uint32_t c = 0; c <= (cap - 1) >> CHUNK_SHIFT; c++) {
-			struct site *chunk = atomic_load_explicit(&chunks[k][c], memory_order_acquire);
+			struct site *chunk = atomic_load_explicit(&sh->chunks[c], memory_order_acquire);
 			if (!chunk)
 				continue;
 			for (uint32_t i = 0; i < (1u << CHUNK_SHIFT); i++) {
@@ -598,6 +670,7 @@ static struct site_sum *aggregate(uint32_t *n)
 			}
 		}
 	}
+	LG_REAL(pthread_mutex_unlock)(&shards_lock);
 	*n = cap;
 	return sum;
 }
@@ -748,21 +821,26 @@ int lg_heap_snapshot(struct lg_snapshot *s)
  * ------------------------------------------------------------------------------------------- */
 
 /* fork: the child's heap is a copy of the parent's, so it keeps the sampled blocks and their
- * sums (jemalloc's own fork handlers take care of the arena); it must not inherit the growth lock
- * held by a thread that does not exist in it. pthread_atfork runs this prepare after the
+ * sums (jemalloc's own fork handlers take care of the arena); it must not inherit a lock held by
+ * a thread that does not exist in it (growth lock, then shards lock: a growth window holds the
+ * first while it takes the second). pthread_atfork runs this prepare after the
  * runtime's (which takes the report lock, taken before this one by a report). */
 static void atfork_prepare(void)
 {
 	LG_REAL(pthread_mutex_lock)(&growth_lock);
+	LG_REAL(pthread_mutex_lock)(&shards_lock);
 }
 
 static void atfork_release(void)
 {
+	LG_REAL(pthread_mutex_unlock)(&shards_lock);
 	LG_REAL(pthread_mutex_unlock)(&growth_lock);
 }
 
+/* The other threads' shards stay on the list: the blocks they sampled are live in the child. */
 static void atfork_child_unlock(void)
 {
+	pthread_mutex_init(&shards_lock, NULL);
 	pthread_mutex_init(&growth_lock, NULL);
 }
 
@@ -790,14 +868,8 @@ static void heap_init(void)
 		return;
 	}
 	heap.dense = heap.mean <= DENSE_MEAN;
-	if (heap.dense) {
-		long n = sysconf(_SC_NPROCESSORS_CONF);
-		unsigned k = 1;
-		while (k < SHARDS_MAX && (long)k < n)
-			k *= 2;
-		heap.shards = k;
-		heap.have_key = pthread_key_create(&heap.tcache_key, tcache_destroy) == 0;
-	}
+	if (heap.dense)
+		heap.have_key = pthread_key_create(&heap.key, tstate_exit) == 0;
 	if (!atfork_done) {
 		pthread_atfork(atfork_prepare, atfork_release, atfork_child_unlock);
 		atfork_done = true;
