@@ -3,8 +3,9 @@
 # libguard with every guard disabled (guard-off), only the heap guard at default sampling
 # (guard-heap), the default policy (guard-default: every guard on, heap sampling at 512 KiB),
 # libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true) and
-# heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are interleaved, repeated,
-# and each figure is the median, as a ratio to jemalloc alone measured in the same run.
+# heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are
+# interleaved in rounds; each ratio is the median over rounds of the ratio to jemalloc alone in
+# the same round.
 # Two workloads (bench/malloc.c's TOUCH): "1", where each block gets one byte written and the
 # allocator is nearly all the work, and "full", where each block is filled as a program that
 # uses its memory does. Also: guard.self_bytes against the program's heap at default sampling.
@@ -64,43 +65,52 @@ run() {   # run VARIANT TOUCH: prints ns/op
 variants="glibc jemalloc guard-off guard-heap guard-default guard-every"
 [ $prof = yes ] && variants="$variants je-prof"
 [ $have_heaptrack = yes ] && variants="$variants heaptrack"
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 for touch in $TOUCHES; do
-  declare -A res=()
+  : > "$W/res"
   for r in $(seq "$REPS"); do
     for v in $variants; do
       # heaptrack is ~20x slower: three repetitions are enough to take its median.
       if [ $v = heaptrack ] && [ "$r" -gt 3 ]; then continue; fi
-      x=$(run $v $touch | tail -1)
-      res[$v]="${res[$v]:-} $x"
+      echo "$v $r $(run $v $touch | tail -1)" >> "$W/res"
     done
   done
-  base=$(echo "${res[jemalloc]}" | median)
-  echo "mixed malloc benchmark, TOUCH=$touch, 2 threads, $OPS ops/thread, $REPS interleaved runs, medians"
-  echo "ratio to jemalloc alone ($base ns/op):"
-  for v in $variants; do
-    m=$(echo "${res[$v]}" | median)
-    printf '  %-14s %8.2f ns/op  %6.3fx\n' "$v" "$m" "$(echo "$m / $base" | bc -l)"
-  done
-  unset res
+  echo "mixed malloc benchmark, TOUCH=$touch, 2 threads, $OPS ops/thread, $REPS interleaved rounds"
+  # Each variant's ratio to jemalloc alone is taken within a round (runs seconds apart), and the
+  # median of those is reported: this VM's speed drifts by 10-30% over minutes.
+  python3 - "$W/res" $variants <<'EOF'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 3]
+val = {}
+for v, r, x in rows:
+    val.setdefault(v, {})[r] = float(x)
+base = val["jemalloc"]
+print("  %-14s %10s  %s" % ("variant", "ns/op", "ratio to jemalloc alone (median of per-round ratios, range)"))
+for v in sys.argv[2:]:
+    ratios = [val[v][r] / base[r] for r in val.get(v, {}) if r in base]
+    if not ratios:
+        continue
+    print("  %-14s %10.2f  %6.3fx  (%.3f-%.3f)" % (v, statistics.median(val[v].values()),
+          statistics.median(ratios), min(ratios), max(ratios)))
+EOF
 done
 [ $prof = yes ] || echo "  je-prof        (this jemalloc was built without profiling: not measured)"
 [ $have_heaptrack = yes ] || echo "  heaptrack      (not installed: apt-get install heaptrack)"
 echo "budgets: guard-default (and guard-heap) <= 1.05x, guard-every <= 4x, guard-off within 2%"
 
-# Own memory at default sampling, against the program's heap: a report taken while the program's
-# tables are full (interval report after 1 s of a longer run).
+# Own memory at default sampling, against the program's heap: reports every second of a run of a
+# few seconds (one file per second, %t), and the one taken while both threads' tables were full
+# (the largest heap) is used. self_bytes is read after the report's own snapshot is built, so it
+# includes the report's working memory.
 mkdir -p "$W/rep"
 cat > "$W/report.json" <<'EOF'
-{ "version": 1, "report": { "interval_s": 1, "at_exit": false, "signal": null } }
+{ "version": 1, "report": { "interval_s": 1, "at_exit": false, "signal": null, "name": "r-%t" } }
 EOF
 LD_PRELOAD=$LIB GUARD_POLICY=$W/report.json GUARD_REPORT_DIR=$W/rep "$W/malloc" $((OPS * 30)) >/dev/null
-f=$(ls "$W"/rep/*.json 2>/dev/null | head -1)
-if [ -n "$f" ]; then
-  python3 - "$f" <<'EOF'
+if ls "$W"/rep/*.json >/dev/null 2>&1; then
+  python3 - "$W"/rep/*.json <<'EOF'
 import json, sys
-d = json.load(open(sys.argv[1]))
-own, heap = d["guard"]["self_bytes"], d["heap"]["allocated_bytes"]
+best = max((json.load(open(f)) for f in sys.argv[1:]), key=lambda d: d["heap"]["allocated_bytes"])
+own, heap = best["guard"]["self_bytes"], best["heap"]["allocated_bytes"]
 print("guard.self_bytes %d vs the program's heap (jemalloc stats.allocated) %d: %.2f%%"
       % (own, heap, 100.0 * own / heap if heap else 0))
 EOF

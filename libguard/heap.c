@@ -263,13 +263,49 @@ static void shard_fold(struct shard *into, struct shard *from)
 	}
 }
 
+/* jemalloc's size classes with its default 16-byte quantum: 8, multiples of 16 up to 128, then
+ * four classes per doubling (small and large alike). Checked against nallocx at the first sampled
+ * event (a few thousand calls, not paid at start-up); if this jemalloc was built otherwise,
+ * nallocx is asked each time (two calls per sampled event). */
+static _Atomic int classes_known;   /* 0: not checked yet, 1: they match, 2: they differ */
+
+static size_t size_class(size_t n)
+{
+	if (n <= 8)
+		return 8;
+	if (n <= 128)
+		return (n + 15) & ~(size_t)15;
+	unsigned lg = 63u - (unsigned)__builtin_clzl(n - 1);   /* 2^lg < n <= 2^(lg + 1) */
+	size_t delta = (size_t)1 << (lg - 2);
+	return (n + delta - 1) & ~(delta - 1);
+}
+
+static bool size_classes_match(void)
+{
+	for (size_t n = 1; n <= 70000; n += n < 4200 ? 1 : 97)
+		if (size_class(n) != nallocx(n, 0))
+			return false;
+	for (unsigned lg = 17; lg < 40; lg++)
+		for (size_t n = ((size_t)1 << lg) - 1; n <= ((size_t)1 << lg) + 1; n++)
+			if (size_class(n) != nallocx(n, 0))
+				return false;
+	return true;
+}
+
 /* The header and size-class rounding a sampled block costs over the program's own block. */
 static int64_t overhead_of(const struct hdr *h)
 {
 	size_t off = (size_t)1 << h->off_log2;
-	int align = off > HDR ? MALLOCX_LG_ALIGN(h->off_log2) : 0;
 	size_t size = h->size ? h->size : 1;
 
+	int known = atomic_load_explicit(&classes_known, memory_order_relaxed);
+	if (LG_UNLIKELY(known == 0)) {
+		known = size_classes_match() ? 1 : 2;
+		atomic_store_explicit(&classes_known, known, memory_order_relaxed);
+	}
+	if (LG_LIKELY(off == HDR && known == 1 && size < ((size_t)1 << 40)))
+		return (int64_t)(size_class(size + off) - size_class(size));
+	int align = off > HDR ? MALLOCX_LG_ALIGN(h->off_log2) : 0;
 	return (int64_t)(nallocx(size + off, align) - nallocx(size, align));
 }
 
