@@ -527,7 +527,10 @@ static void reset_counters(void)
 	atomic_store(&clk.readers_dropped, 0);
 	atomic_store(&clamp.clamped_ns, 0);
 	atomic_store(&clamp.hold_mark_ns, 0);
-	if (clk.readers)
+	/* Dropping the pages zeroes them (private anonymous memory) without making every page of
+	 * the table resident, as a memset would: the table is sparse, and self_bytes counts what
+	 * is resident. */
+	if (clk.readers && madvise(clk.readers, READER_SLOTS * sizeof(*clk.readers), MADV_DONTNEED) != 0)
 		memset(clk.readers, 0, READER_SLOTS * sizeof(*clk.readers));
 }
 
@@ -647,11 +650,20 @@ int lg_clock_snapshot(struct lg_snapshot *s)
 		};
 	}
 
+	/* Only pages ever written hold readers: the others are skipped unread, since reading a page
+	 * of the table can make it resident (self_bytes counts it then). */
+	unsigned char present[(READER_SLOTS * sizeof(struct reader) + 4095) / 4096];
+	if (!clk.readers || mincore(clk.readers, READER_SLOTS * sizeof(*clk.readers), present) != 0)
+		memset(present, 1, sizeof(present));
+#define READER_PRESENT(i) (present[(i) * sizeof(struct reader) / 4096] & 1)
 	size_t nr = 0;
 	for (uint32_t i = 0; clk.readers && i < READER_SLOTS; i++)
-		nr += atomic_load_explicit(&clk.readers[i].stack, memory_order_relaxed) != 0;
+		nr += READER_PRESENT(i) &&
+		      atomic_load_explicit(&clk.readers[i].stack, memory_order_relaxed) != 0;
 	c->readers = lg_snapshot_alloc(s, sizeof(*c->readers) * (nr ? nr : 1));
 	for (uint32_t i = 0; c->readers && clk.readers && i < READER_SLOTS && c->nreaders < nr; i++) {
+		if (!READER_PRESENT(i))
+			continue;
 		uint32_t stack = atomic_load_explicit(&clk.readers[i].stack, memory_order_acquire);
 		if (stack)
 			c->readers[c->nreaders++] = (struct lg_snap_clock_reader){
@@ -660,6 +672,7 @@ int lg_clock_snapshot(struct lg_snapshot *s)
 							      memory_order_relaxed),
 			};
 	}
+#undef READER_PRESENT
 	if (c->readers)
 		qsort(c->readers, c->nreaders, sizeof(*c->readers), cmp_reader);
 	return 0;

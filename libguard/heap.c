@@ -55,7 +55,7 @@
  * (without a cache, each sampled block takes the arena's bin lock). */
 #define DENSE_MEAN 16384u
 /* Sites (stack ids) per counter chunk; stack ids beyond SITES_MAX count at site 0. */
-#define CHUNK_SHIFT 10u
+#define CHUNK_SHIFT 8u
 #define SITES_MAX (1u << 17)
 #define OBJ_ONE 65536.0        /* objects are summed in fixed point */
 #define NO_SITE UINT32_MAX     /* a header whose site could not be counted */

@@ -232,7 +232,11 @@ void *lg_snapshot_alloc(struct lg_snapshot *s, size_t size)
 
 	size = (size + 15) & ~(size_t)15;
 	if (!c || c->size - c->used < size) {
-		size_t want = size > 65536 ? size : 65536;
+		/* 4 KiB first, doubling up to 64 KiB: a small program's report stays small (and so
+		 * does the self_bytes it reports, which counts this memory). */
+		size_t want = c ? (c->size < 65536 ? c->size * 2 : 65536) : 4096 - sizeof(*c);
+		if (want < size)
+			want = size;
 		c = lg_mem_alloc(sizeof(*c) + want);
 		if (!c)
 			return NULL;
