@@ -37,7 +37,7 @@
  * hooks and the heap guard cannot sample (it says so). */
 
 #define REGION_MAX_SHIFT 36u   /* 64 GiB */
-#define REGION_MIN_SHIFT 28u   /* 256 MiB */
+#define REGION_MIN_SHIFT 26u   /* 64 MiB */
 
 struct lg_heap_region lg_heap_region = { .mask = 0, .base = 1 };
 
