@@ -311,7 +311,7 @@ static int64_t overhead_of(const struct hdr *h)
 
 /* Add (sign 1) or take off (sign -1) a sampled block's estimate. A block whose site could not be
  * counted when it was sampled (NO_SITE) counts only in the totals. */
-static void account(struct hdr *h, int sign, bool make)
+static void account(struct hdr *h, int sign)
 {
 	double w = lg_heap_weight(h->size, heap.mean);
 	int64_t b = (int64_t)(w * (double)h->size + 0.5) * sign;
@@ -319,7 +319,9 @@ static void account(struct hdr *h, int sign, bool make)
 	struct shard *sh = t ? &t->shard : &shared;
 
 	if (h->stack != NO_SITE) {
-		struct site *st = site_at(sh, h->stack, make || sh != &shared);
+		/* A free may land on a shard that never counted this site (the block was sampled on
+		 * another thread's shard, or this thread's state is gone): the chunk is made then. */
+		struct site *st = site_at(sh, h->stack, true);
 		if (st) {
 			counter_add(sh, &st->bytes, b);
 			counter_add(sh, &st->objects, (int64_t)(w * OBJ_ONE + 0.5) * sign);
@@ -413,7 +415,7 @@ static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
 	struct hdr *h = hdr_of(p);
 	*h = (struct hdr){ .size = size, .stack = stack, .off_log2 = (uint8_t)off_log2,
 			   .magic = HDR_MAGIC };
-	account(h, 1, true);
+	account(h, 1);
 	return p;
 }
 
@@ -423,7 +425,7 @@ void lg_heap_free(void *p)
 	struct hdr *h = hdr_of(p);
 	int saved = errno;
 
-	account(h, -1, false);
+	account(h, -1);
 	h->magic = 0;
 	dallocx(block_of(p, h), block_flags());
 	errno = saved;
@@ -445,19 +447,19 @@ static void *block_resize(void *p, size_t size)
 	if (h->off_log2 == 4 && !__builtin_add_overflow(size, HDR, &total)) {
 		/* The header moves with the block. Mark the old one dead first: after a move its
 		 * memory is free. */
-		account(h, -1, false);
+		account(h, -1);
 		h->magic = 0;
 		char *b = rallocx(block_of(p, h), total, block_flags());
 		if (!b) {
 			h->magic = HDR_MAGIC;
-			account(h, 1, false);
+			account(h, 1);
 			return NULL;
 		}
 		void *q = b + HDR;
 		struct hdr *nh = hdr_of(q);
 		*nh = old;
 		nh->size = size;
-		account(nh, 1, true);
+		account(nh, 1);
 		return q;
 	}
 	/* Over-aligned: a fresh block of malloc's alignment, as realloc promises no more. */

@@ -264,6 +264,51 @@ static void test_heap_concurrent_churn_leaves_no_record(void **state)
 	assert_int_equal(lg_heap_live_bytes(), live0);
 }
 
+static void *leak_from_thread(void *arg)
+{
+	void **out = arg;
+
+	for (int i = 0; i < 8; i++)
+		out[i] = alloc_site_a(3000);
+	return NULL;
+}
+
+/* Blocks sampled on a thread that has exited (its sums went to the shared shard) and freed on
+ * another: the site's figures come back to where they were, exactly, and it leaves the report. */
+static void test_heap_site_sums_balance_across_threads(void **state)
+{
+	(void)state;
+	void *blocks[8];
+	uint64_t size;
+	uint32_t site;
+	pthread_t t;
+	struct lg_snapshot s;
+
+	assert_int_equal(pthread_create(&t, NULL, leak_from_thread, blocks), 0);
+	pthread_join(t, NULL);
+	assert_true(lg_heap_record_of(blocks[0], &size, &site));
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(lg_heap_snapshot(&s), 0);
+	const struct lg_snap_heap_site *x = find_site(&s.heap, site);
+	assert_non_null(x);
+	uint64_t bytes0 = x->bytes, objects0 = x->objects;
+	assert_true(bytes0 >= 8 * 3000);
+
+	for (int i = 0; i < 8; i++)
+		hook_free(blocks[i]);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(lg_heap_snapshot(&s), 0);
+	x = find_site(&s.heap, site);
+	if (bytes0 == 8 * 3000)
+		assert_null(x);   /* only these blocks were at the site */
+	else {
+		assert_non_null(x);
+		assert_int_equal(x->bytes, bytes0 - 8 * 3000);
+		assert_int_equal(x->objects, objects0 - 8);
+	}
+}
+
 /* Thousands of sampled blocks, half freed in an interleaved order: every remaining one still
  * carries its record, the sums follow exactly. */
 static void test_heap_records_survive_interleaved_frees(void **state)
@@ -366,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_heap_realloc_to_zero_drops_record),
 		cmocka_unit_test(test_heap_snapshot_sums_by_site_sorted),
 		cmocka_unit_test(test_heap_concurrent_churn_leaves_no_record),
+		cmocka_unit_test(test_heap_site_sums_balance_across_threads),
 		cmocka_unit_test(test_heap_records_survive_interleaved_frees),
 		cmocka_unit_test(test_heap_sampled_blocks_live_in_the_range),
 	};
