@@ -6,9 +6,18 @@
  * take the loader lock through dl_iterate_phdr, and a thread in dlopen that calls malloc must never
  * wait for us. Interning is a lock-free open-addressing table over one mmap'd region:
  *
+ *   [ small slots: 512 words, the first ~256 stacks          ]
  *   [ slots: 64-bit words, (hash tag << 32) | entry offset ]
  *   [ index: 32-bit entry offsets, by stack id              ]
  *   [ arena: entries, bump-allocated, never freed           ]
+ *
+ * Two tiers of slots because a hashed slot costs a resident page: the big array spreads its
+ * first few hundred stacks over as many 4 KiB pages (up to 2 MiB), where most programs have
+ * fewer stacks than that. The first ones go to one page of small slots; once it is half full,
+ * new stacks go to the big array, and a lookup tries the small tier first (its page is hot). A
+ * stack first met by two threads at the very moment the small tier closes may get an entry in
+ * each tier; the thread that made the big one looks at the small tier again and uses the entry
+ * there if it appeared, so at worst one capture carries the second id.
  *
  * An entry is written completely before a CAS publishes it in a slot (release), so whoever sees
  * the slot sees the frames. Ids are dense (1, 2, 3 ...): an entry that won a slot takes the next
@@ -40,8 +49,12 @@
 #define STACK_IDS_MIN_SHIFT 10u
 #define STACK_ARENA_PER_ID 1024u   /* bytes: an entry of depth 126 */
 #define STACK_PAGE 4096u
+#define SMALL_SLOTS 512u           /* one page */
+#define SMALL_LIMIT 256u           /* stacks in the small tier: load 1/2 */
+#define NOT_HERE UINT32_MAX
 #define STACK_REGION_MAX_PAGES \
-	(((((size_t)2 << STACK_IDS_SHIFT) * 8u) + (((size_t)1 << STACK_IDS_SHIFT) + 1u) * 4u + \
+	((SMALL_SLOTS * 8u + (((size_t)2 << STACK_IDS_SHIFT) * 8u) + \
+	  (((size_t)1 << STACK_IDS_SHIFT) + 1u) * 4u + \
 	  ((size_t)1 << STACK_IDS_SHIFT) * STACK_ARENA_PER_ID) / STACK_PAGE + 2u)
 
 struct stack_entry {
@@ -58,6 +71,8 @@ static struct {
 	_Atomic uint32_t max_depth;
 	char *base;              /* published with state READY */
 	size_t len;
+	_Atomic uint64_t *small;  /* SMALL_SLOTS */
+	_Atomic uint32_t small_count;
 	_Atomic uint64_t *slots;
 	uint32_t slot_mask;
 	_Atomic uint32_t *index; /* index[id] = entry offset / 8; index[0] unused */
@@ -79,7 +94,8 @@ static struct {
 static int region_map(unsigned shift)
 {
 	size_t ids = (size_t)1 << shift;
-	size_t slots_len = (ids * 2) * sizeof(uint64_t);
+	size_t small_len = SMALL_SLOTS * sizeof(uint64_t);
+	size_t slots_len = small_len + (ids * 2) * sizeof(uint64_t);
 	size_t index_len = ((ids + 1) * sizeof(uint32_t) + 7) & ~(size_t)7;
 	size_t arena_len = ids * STACK_ARENA_PER_ID;
 	size_t len = slots_len + index_len + arena_len;
@@ -90,7 +106,8 @@ static int region_map(unsigned shift)
 		return -1;
 	stk.base = p;
 	stk.len = len;
-	stk.slots = p;
+	stk.small = p;
+	stk.slots = (_Atomic uint64_t *)(void *)(stk.base + small_len);
 	stk.slot_mask = (uint32_t)(ids * 2 - 1);
 	stk.index = (_Atomic uint32_t *)(void *)(stk.base + slots_len);
 	stk.max_ids = (uint32_t)ids;
@@ -252,29 +269,37 @@ static uint32_t entry_number(struct stack_entry *e)
 	}
 }
 
-static uint32_t stack_intern(const uintptr_t *frames, uint32_t depth)
+/* Look the stack up in one tier of slots, and insert it at the empty slot that ends its probe if
+ * the tier takes it (open: count below limit; the big tier passes no count). Returns its id, 0 if
+ * it cannot be had (id or arena limit), or NOT_HERE: absent, and the tier is closed or full. *mine
+ * is the entry made for it, kept across tiers. */
+static uint32_t tier_intern(_Atomic uint64_t *slots, uint32_t mask, _Atomic uint32_t *count,
+			    uint32_t limit, uint64_t hash, const uintptr_t *frames, uint32_t depth,
+			    struct stack_entry **mine)
 {
-	uint64_t hash = frames_hash(frames, depth);
 	uint64_t tag = hash >> 32;
-	uint32_t slot = (uint32_t)hash & stk.slot_mask;
-	struct stack_entry *mine = NULL;
+	uint32_t slot = (uint32_t)hash & mask;
 
-	for (uint32_t probe = 0; probe <= stk.slot_mask; probe++, slot = (slot + 1) & stk.slot_mask) {
-		uint64_t word = atomic_load_explicit(&stk.slots[slot], memory_order_acquire);
+	for (uint32_t probe = 0; probe <= mask; probe++, slot = (slot + 1) & mask) {
+		uint64_t word = atomic_load_explicit(&slots[slot], memory_order_acquire);
 
 		if (word == 0) {
+			if (count && atomic_load_explicit(count, memory_order_relaxed) >= limit)
+				return NOT_HERE;
 			/* Past the id limit the table only answers lookups: new entries would never be
 			 * numbered, and probe sequences stay short. */
-			if (mine == NULL && atomic_load(&stk.count) >= stk.max_ids)
+			if (*mine == NULL && atomic_load(&stk.count) >= stk.max_ids)
 				return 0;
-			if (mine == NULL && (mine = entry_new(frames, depth, hash)) == NULL)
+			if (*mine == NULL && (*mine = entry_new(frames, depth, hash)) == NULL)
 				return 0;
-			uint64_t publish = (tag << 32) | entry_off8(mine);
-			if (atomic_compare_exchange_strong_explicit(&stk.slots[slot], &word, publish,
+			uint64_t publish = (tag << 32) | entry_off8(*mine);
+			if (atomic_compare_exchange_strong_explicit(&slots[slot], &word, publish,
 								    memory_order_acq_rel,
 								    memory_order_acquire)) {
-				region_touch((size_t)slot * sizeof(uint64_t), sizeof(uint64_t));
-				return entry_number(mine);
+				if (count)
+					atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+				region_touch((size_t)((char *)&slots[slot] - stk.base), sizeof(uint64_t));
+				return entry_number(*mine);
 			}
 			/* Lost the slot: word now holds the winner, which may be this very stack. */
 		}
@@ -285,7 +310,26 @@ static uint32_t stack_intern(const uintptr_t *frames, uint32_t depth)
 				return entry_number(e);
 		}
 	}
-	return 0;
+	return NOT_HERE;
+}
+
+static uint32_t stack_intern(const uintptr_t *frames, uint32_t depth)
+{
+	uint64_t hash = frames_hash(frames, depth);
+	struct stack_entry *mine = NULL;
+	uint32_t id = tier_intern(stk.small, SMALL_SLOTS - 1, &stk.small_count, SMALL_LIMIT, hash,
+				  frames, depth, &mine);
+
+	if (id != NOT_HERE)
+		return id;
+	id = tier_intern(stk.slots, stk.slot_mask, NULL, 0, hash, frames, depth, &mine);
+	if (id == NOT_HERE)
+		return 0;
+	/* The small tier closed while we looked: another thread may have just put this stack
+	 * there; everyone else finds that entry first, so use it too (lookup only: limit 0). */
+	uint32_t first = tier_intern(stk.small, SMALL_SLOTS - 1, &stk.small_count, 0, hash, frames,
+				     depth, &mine);
+	return first != NOT_HERE && first != 0 ? first : id;
 }
 
 static void warn_full_once(void)
