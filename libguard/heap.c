@@ -100,6 +100,8 @@ static struct {
 	pthread_key_t key;       /* a thread's struct tstate, torn down at its exit */
 	bool have_key;
 	_Atomic int full_warned;
+	_Atomic int bad_free_warned;
+	_Atomic int64_t live_est;   /* estimated live bytes, kept only with heap.max_bytes */
 	_Atomic uint64_t dropped;
 	_Atomic int over_max;    /* the estimate is above max_bytes (edge for violations) */
 } heap = { .flags = -1 };
@@ -331,6 +333,9 @@ static void account(struct hdr *h, int sign)
 	}
 	counter_add(sh, &sh->live, b);
 	counter_add(sh, &sh->blocks, sign);
+	/* heap.max_bytes asks at every sample: one shared atomic then, not a walk of the shards. */
+	if (heap.max_bytes)
+		atomic_fetch_add_explicit(&heap.live_est, b, memory_order_relaxed);
 	counter_add(sh, &sh->overhead, overhead_of(h) * sign);
 }
 
@@ -387,8 +392,10 @@ static int block_flags(void)
 static void warn_full(void)
 {
 	if (!atomic_exchange(&heap.full_warned, 1))
-		lg_warn("cannot place a sampled block in the heap guard's address range; further "
-			"samples may be dropped (their blocks are made unsampled)");
+		lg_warn("the heap guard's address range (%zu MiB%s) is full: sampled blocks that do "
+			"not fit are made unsampled and counted in heap.dropped_samples, so the "
+			"estimates undercount", lg_mem_region_bytes() >> 20,
+			lg_mem_region_bytes() < ((size_t)64 << 30) ? ", an eighth of RLIMIT_AS" : "");
 }
 
 /* A sampled block of size bytes (align 0: malloc's), or NULL: the caller then makes it unsampled,
@@ -400,15 +407,20 @@ static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
 	char *b = NULL;
 
 	/* Past ALIGN_MAX a header that far in front would cost more than the block. */
-	if (align <= ALIGN_MAX && !__builtin_add_overflow(size, (size_t)1 << off_log2, &total)) {
-		int flags = block_flags() | (zero ? MALLOCX_ZERO : 0) |
-			    (align > HDR ? MALLOCX_LG_ALIGN(off_log2) : 0);
-		b = mallocx(total, flags);
-		if (!b)
-			warn_full();
-	}
-	if (!b) {
+	if (align > ALIGN_MAX || __builtin_add_overflow(size, (size_t)1 << off_log2, &total)) {
 		atomic_fetch_add_explicit(&heap.dropped, 1, memory_order_relaxed);
+		return NULL;
+	}
+	int flags = block_flags() | (zero ? MALLOCX_ZERO : 0) |
+		    (align > HDR ? MALLOCX_LG_ALIGN(off_log2) : 0);
+	b = mallocx(total, flags);
+	if (!b) {
+		/* A full range drops the sample (the block is made unsampled); any other failure
+		 * (an impossible size) is the allocator's answer to the program as well. */
+		if (lg_mem_region_full()) {
+			atomic_fetch_add_explicit(&heap.dropped, 1, memory_order_relaxed);
+			warn_full();
+		}
 		return NULL;
 	}
 	void *p = b + ((size_t)1 << off_log2);
@@ -425,6 +437,14 @@ void lg_heap_free(void *p)
 	struct hdr *h = hdr_of(p);
 	int saved = errno;
 
+	if (LG_UNLIKELY(h->magic != HDR_MAGIC)) {
+		/* Freed already (or never ours): freeing it again would corrupt the arena and take
+		 * its estimate off twice. It is left alone, and said once. */
+		if (!atomic_exchange(&heap.bad_free_warned, 1))
+			lg_warn("free of a sampled block that is not live (double free?) at %p; ignored",
+				p);
+		return;
+	}
 	account(h, -1);
 	h->magic = 0;
 	dallocx(block_of(p, h), block_flags());
@@ -437,6 +457,8 @@ size_t lg_heap_usable_size(void *p)
 
 	return sallocx(block_of(p, h), 0) - ((size_t)1 << h->off_log2);
 }
+
+static void block_move_out(void *p, void *q, size_t size);
 
 /* Resize a sampled block, which stays sampled at its site. NULL (p intact) if it cannot. */
 static void *block_resize(void *p, size_t size)
@@ -466,8 +488,34 @@ static void *block_resize(void *p, size_t size)
 	void *q = block_alloc(size, 0, false, old.stack);
 	if (!q)
 		return NULL;
-	memcpy(q, p, old.size < size ? old.size : size);
+	block_move_out(p, q, size);
+	return q;
+}
+
+/* Copy a sampled block's bytes into q (what the program may have used: its usable size, as
+ * glibc allows, up to size) and free it. */
+static void block_move_out(void *p, void *q, size_t size)
+{
+	size_t have = lg_heap_usable_size(p);
+
+	memcpy(q, p, have < size ? have : size);
 	lg_heap_free(p);
+}
+
+/* realloc of a sampled block: resized in the range if it can be, else moved to the program's
+ * allocator (the range may be full, or capped by RLIMIT_AS). NULL + ENOMEM: p is intact. */
+static void *sampled_realloc(void *p, size_t size)
+{
+	void *q = block_resize(p, size);
+
+	if (q)
+		return q;
+	q = lg_alloc.malloc(size);
+	if (!q) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	block_move_out(p, q, size);
 	return q;
 }
 
@@ -484,11 +532,17 @@ bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack)
  * heap.max_bytes
  * ------------------------------------------------------------------------------------------- */
 
+static uint64_t live_for_max(void)
+{
+	int64_t v = atomic_load_explicit(&heap.live_est, memory_order_relaxed);
+	return v > 0 ? (uint64_t)v : 0;
+}
+
 static bool refuse_over_max(size_t size)
 {
 	if (!heap.max_bytes || !heap.enforce || heap.on_max != LG_ON_MAX_FAIL)
 		return false;
-	if (lg_heap_live_bytes() + size <= heap.max_bytes) {
+	if (live_for_max() + size <= heap.max_bytes) {
 		atomic_store_explicit(&heap.over_max, 0, memory_order_relaxed);
 		return false;
 	}
@@ -500,7 +554,7 @@ static void check_over_max(uint32_t stack)
 {
 	if (!heap.max_bytes)
 		return;
-	uint64_t live = lg_heap_live_bytes();
+	uint64_t live = live_for_max();
 	if (live <= heap.max_bytes) {
 		atomic_store_explicit(&heap.over_max, 0, memory_order_relaxed);
 		return;
@@ -633,7 +687,7 @@ void *lg_heap_realloc_slow(void *p, size_t size)
 		return NULL;
 	}
 	if (!may_sample(size))
-		return had ? block_resize(p, size) : lg_alloc.realloc(p, size);
+		return had ? sampled_realloc(p, size) : lg_alloc.realloc(p, size);
 
 	int saved = errno;
 	bool sampled = decide(size);
@@ -642,13 +696,11 @@ void *lg_heap_realloc_slow(void *p, size_t size)
 		return refuse();
 	void *q;
 	if (had && sampled) {
-		q = block_resize(p, size);
+		q = sampled_realloc(p, size);
 	} else if (had) {
 		q = lg_alloc.malloc(size);
-		if (q) {
-			memcpy(q, p, old < size ? old : size);
-			lg_heap_free(p);
-		}
+		if (q)
+			block_move_out(p, q, size);
 	} else if (sampled && size) {
 		uint32_t stack = lg_stack_capture(2);
 		q = block_alloc(size, 0, false, stack);

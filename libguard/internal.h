@@ -136,6 +136,8 @@ extern struct lg_heap_region lg_heap_region;
 /* mallocx flags for a block in the range (arena, no tcache chosen), or -1 if there is none. */
 int lg_mem_sample_flags(void);
 bool lg_mem_region_ready(void);
+bool lg_mem_region_full(void);   /* an extent did not fit in the range */
+size_t lg_mem_region_bytes(void);
 
 /* The application's allocator (hooks/alloc.c forwards here). */
 enum lg_backend { LG_BACKEND_JEMALLOC = 0, LG_BACKEND_SYSTEM = 1 };

@@ -44,6 +44,7 @@ struct lg_heap_region lg_heap_region = { .mask = 0, .base = 1 };
 static struct {
 	uintptr_t start, end;
 	_Atomic uintptr_t next;   /* bump pointer: extents are never unmapped */
+	_Atomic int full;         /* an extent did not fit */
 } region;
 
 static bool region_reserve(void)
@@ -86,11 +87,18 @@ static void *region_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t
 	uintptr_t cur = atomic_load_explicit(&region.next, memory_order_relaxed), start;
 	do {
 		start = (cur + align - 1) & ~(uintptr_t)(align - 1);
-		if (start < cur || start > region.end || region.end - start < size)
+		if (start < cur || start > region.end || region.end - start < size) {
+			atomic_store_explicit(&region.full, 1, memory_order_relaxed);
 			return NULL;
+		}
 	} while (!atomic_compare_exchange_weak(&region.next, &cur, start + size));
-	if (mprotect((void *)start, size, PROT_READ | PROT_WRITE) != 0)
-		return NULL;   /* the range stays reserved; strict overcommit refused the commit */
+	if (mprotect((void *)start, size, PROT_READ | PROT_WRITE) != 0) {
+		/* Strict overcommit refused the commit: give the range back if nobody took more
+		 * since (otherwise it stays reserved, unused). */
+		uintptr_t end = start + size;
+		atomic_compare_exchange_strong(&region.next, &end, cur);
+		return NULL;
+	}
 	*zero = true;      /* never touched before */
 	*commit = true;
 	return (void *)start;
@@ -201,15 +209,37 @@ int lg_mem_sample_flags(void)
 	return (int)MALLOCX_ARENA(own_arena);
 }
 
+size_t lg_mem_region_bytes(void)
+{
+	return region.end - region.start;
+}
+
+bool lg_mem_region_full(void)
+{
+	return atomic_load_explicit(&region.full, memory_order_relaxed) != 0;
+}
+
 bool lg_mem_region_ready(void)
 {
 	return __atomic_load_n(&lg_heap_region.mask, __ATOMIC_ACQUIRE) != 0;
 }
 
+/* The guard's arena shares its range with the sampled blocks; when they have filled it (a range
+ * capped by RLIMIT_AS), the bookkeeping goes to jemalloc's default arena, still without tcache,
+ * so that reports stay whole. dallocx and sallocx find any block's arena themselves. */
+static void *own_mallocx(size_t size, int flags)
+{
+	void *p = mallocx(size, flags);
+
+	if (!p && (flags & ~(MALLOCX_TCACHE_NONE | MALLOCX_ZERO)) != 0)
+		p = mallocx(size, (flags & MALLOCX_ZERO) | MALLOCX_TCACHE_NONE);
+	return p;
+}
+
 void *lg_mem_alloc(size_t size)
 {
 	int flags = own_flags();
-	void *p = mallocx(size ? size : 1, flags);
+	void *p = own_mallocx(size ? size : 1, flags);
 
 	if (p)
 		atomic_fetch_add_explicit(&own_bytes, (int64_t)sallocx(p, flags), memory_order_relaxed);
@@ -225,7 +255,7 @@ void *lg_mem_calloc(size_t n, size_t size)
 		return NULL;
 	}
 	int flags = own_flags() | MALLOCX_ZERO;
-	void *p = mallocx(total ? total : 1, flags);
+	void *p = own_mallocx(total ? total : 1, flags);
 	if (p)
 		atomic_fetch_add_explicit(&own_bytes, (int64_t)sallocx(p, flags), memory_order_relaxed);
 	return p;
@@ -239,6 +269,10 @@ void *lg_mem_realloc(void *p, size_t size)
 		return lg_mem_alloc(size);
 	int64_t before = (int64_t)sallocx(p, flags);
 	void *q = rallocx(p, size ? size : 1, flags);
+	if (!q && (q = own_mallocx(size ? size : 1, flags)) != NULL) {
+		memcpy(q, p, (size_t)before < size ? (size_t)before : size);
+		dallocx(p, MALLOCX_TCACHE_NONE);
+	}
 	if (q)
 		atomic_fetch_add_explicit(&own_bytes, (int64_t)sallocx(q, flags) - before,
 					  memory_order_relaxed);

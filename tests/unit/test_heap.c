@@ -8,6 +8,7 @@
 #include "libguard/internal.h"
 #include "libguard/report/snapshot.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -309,6 +310,34 @@ static void test_heap_site_sums_balance_across_threads(void **state)
 	}
 }
 
+/* realloc of a sampled block keeps every byte the program may have used (its usable size, not
+ * only what it asked for) when the block moves, and fails cleanly: NULL, ENOMEM, p intact. */
+static void test_heap_realloc_keeps_usable_bytes_and_fails_cleanly(void **state)
+{
+	(void)state;
+	unsigned char *a = lg_heap_alloc_slow(LG_HEAP_MEMALIGN, 64, 100);
+	size_t usable = lg_heap_usable_size(a);
+
+	assert_true(lg_heap_in_region(a));
+	assert_true(usable > 100);
+	for (size_t i = 0; i < usable; i++)
+		a[i] = (unsigned char)(i * 7 + 1);
+	unsigned char *b = hook_realloc(a, 4000);   /* over-aligned: moves to a fresh block */
+	assert_non_null(b);
+	for (size_t i = 0; i < usable; i++)
+		assert_int_equal(b[i], (unsigned char)(i * 7 + 1));
+
+	errno = 0;
+	assert_null(hook_realloc(b, SIZE_MAX / 2));
+	assert_int_equal(errno, ENOMEM);
+	uint64_t size;
+	uint32_t stack;
+	assert_true(lg_heap_record_of(b, &size, &stack));
+	assert_int_equal(size, 4000);
+	assert_int_equal(b[5], (unsigned char)(5 * 7 + 1));
+	hook_free(b);
+}
+
 /* Thousands of sampled blocks, half freed in an interleaved order: every remaining one still
  * carries its record, the sums follow exactly. */
 static void test_heap_records_survive_interleaved_frees(void **state)
@@ -412,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_heap_snapshot_sums_by_site_sorted),
 		cmocka_unit_test(test_heap_concurrent_churn_leaves_no_record),
 		cmocka_unit_test(test_heap_site_sums_balance_across_threads),
+		cmocka_unit_test(test_heap_realloc_keeps_usable_bytes_and_fails_cleanly),
 		cmocka_unit_test(test_heap_records_survive_interleaved_frees),
 		cmocka_unit_test(test_heap_sampled_blocks_live_in_the_range),
 	};
