@@ -652,10 +652,10 @@ int lg_clock_snapshot(struct lg_snapshot *s)
 
 	/* Only pages ever written hold readers: the others are skipped unread, since reading a page
 	 * of the table can make it resident (self_bytes counts it then). */
-	unsigned char present[(READER_SLOTS * sizeof(struct reader) + 4095) / 4096];
-	if (!clk.readers || mincore(clk.readers, READER_SLOTS * sizeof(*clk.readers), present) != 0)
-		memset(present, 1, sizeof(present));
-#define READER_PRESENT(i) (present[(i) * sizeof(struct reader) / 4096] & 1)
+	unsigned char present[(READER_SLOTS * sizeof(struct reader) + LG_PAGE - 1) / LG_PAGE];
+	if (clk.readers)
+		lg_mem_pages_present(clk.readers, READER_SLOTS * sizeof(*clk.readers), present);
+#define READER_PRESENT(i) (present[(i) * sizeof(struct reader) / LG_PAGE] & 1)
 	size_t nr = 0;
 	for (uint32_t i = 0; clk.readers && i < READER_SLOTS; i++)
 		nr += READER_PRESENT(i) &&

@@ -77,7 +77,6 @@ struct site {
 struct shard {
 	_Atomic int64_t live;      /* estimated live bytes, all sites */
 	_Atomic int64_t overhead;  /* header and size-class rounding of the live sampled blocks */
-	_Atomic int64_t blocks;    /* live sampled blocks */
 	bool owned;                /* written by one thread only: plain adds */
 	struct shard *next;        /* on the list of shards (under shards_lock) */
 	_Atomic(struct site *) chunks[SITES_MAX >> CHUNK_SHIFT];
@@ -246,7 +245,6 @@ static void shard_fold(struct shard *into, struct shard *from)
 {
 	atomic_fetch_add(&into->live, atomic_load(&from->live));
 	atomic_fetch_add(&into->overhead, atomic_load(&from->overhead));
-	atomic_fetch_add(&into->blocks, atomic_load(&from->blocks));
 	for (uint32_t c = 0; c < LG_ARRAY_SIZE(from->chunks); c++) {
 		struct site *src = atomic_load(&from->chunks[c]);
 		if (!src)
@@ -332,7 +330,6 @@ static void account(struct hdr *h, int sign)
 		}
 	}
 	counter_add(sh, &sh->live, b);
-	counter_add(sh, &sh->blocks, sign);
 	/* heap.max_bytes asks at every sample: one shared atomic then, not a walk of the shards. */
 	if (heap.max_bytes)
 		atomic_fetch_add_explicit(&heap.live_est, b, memory_order_relaxed);
@@ -404,7 +401,6 @@ static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
 {
 	unsigned off_log2 = align > HDR ? (unsigned)__builtin_ctzl(align) : 4;
 	size_t total;
-	char *b = NULL;
 
 	/* Past ALIGN_MAX a header that far in front would cost more than the block. */
 	if (align > ALIGN_MAX || __builtin_add_overflow(size, (size_t)1 << off_log2, &total)) {
@@ -413,7 +409,7 @@ static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
 	}
 	int flags = block_flags() | (zero ? MALLOCX_ZERO : 0) |
 		    (align > HDR ? MALLOCX_LG_ALIGN(off_log2) : 0);
-	b = mallocx(total, flags);
+	char *b = mallocx(total, flags);
 	if (!b) {
 		/* A full range drops the sample (the block is made unsampled); any other failure
 		 * (an impossible size) is the allocator's answer to the program as well. */
@@ -458,7 +454,15 @@ size_t lg_heap_usable_size(void *p)
 	return sallocx(block_of(p, h), 0) - ((size_t)1 << h->off_log2);
 }
 
-static void block_move_out(void *p, void *q, size_t size);
+/* Copy a sampled block's bytes into q (what the program may have used: its usable size, as
+ * glibc allows, up to size) and free it. */
+static void block_move_out(void *p, void *q, size_t size)
+{
+	size_t have = lg_heap_usable_size(p);
+
+	memcpy(q, p, have < size ? have : size);
+	lg_heap_free(p);
+}
 
 /* Resize a sampled block, which stays sampled at its site. NULL (p intact) if it cannot. */
 static void *block_resize(void *p, size_t size)
@@ -490,16 +494,6 @@ static void *block_resize(void *p, size_t size)
 		return NULL;
 	block_move_out(p, q, size);
 	return q;
-}
-
-/* Copy a sampled block's bytes into q (what the program may have used: its usable size, as
- * glibc allows, up to size) and free it. */
-static void block_move_out(void *p, void *q, size_t size)
-{
-	size_t have = lg_heap_usable_size(p);
-
-	memcpy(q, p, have < size ? have : size);
-	lg_heap_free(p);
 }
 
 /* realloc of a sampled block: resized in the range if it can be, else moved to the program's

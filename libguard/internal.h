@@ -126,6 +126,10 @@ uint64_t lg_mem_self_bytes(void);
 void lg_mem_account_mmap(int64_t delta);  /* for guards that mmap their own tables */
 /* A sparsely touched mmap'd table: self_bytes counts its resident pages. */
 void lg_mem_register_table(void *base, size_t len);
+#define LG_PAGE 4096u
+/* present[i] & 1: page i of [base, base + len) is resident (ever written, for private anonymous
+ * memory). If the kernel cannot say, every page is marked present and false is returned. */
+bool lg_mem_pages_present(const void *base, size_t len, unsigned char *present);
 /* The arena's address range (its extents come from one reserved, size-aligned range): the heap
  * guard's sampled blocks are exactly the program's blocks inside it. Before the arena exists, and
  * without a range, mask 0 and base 1 match no pointer. */
@@ -135,7 +139,6 @@ struct lg_heap_region {
 extern struct lg_heap_region lg_heap_region;
 /* mallocx flags for a block in the range (arena, no tcache chosen), or -1 if there is none. */
 int lg_mem_sample_flags(void);
-bool lg_mem_region_ready(void);
 bool lg_mem_region_full(void);   /* an extent did not fit in the range */
 size_t lg_mem_region_bytes(void);
 

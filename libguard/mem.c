@@ -204,8 +204,8 @@ static int own_flags(void)
 int lg_mem_sample_flags(void)
 {
 	own_flags();
-	if (!lg_mem_region_ready())
-		return -1;
+	if (__atomic_load_n(&lg_heap_region.mask, __ATOMIC_ACQUIRE) == 0)
+		return -1;   /* no range */
 	return (int)MALLOCX_ARENA(own_arena);
 }
 
@@ -217,11 +217,6 @@ size_t lg_mem_region_bytes(void)
 bool lg_mem_region_full(void)
 {
 	return atomic_load_explicit(&region.full, memory_order_relaxed) != 0;
-}
-
-bool lg_mem_region_ready(void)
-{
-	return __atomic_load_n(&lg_heap_region.mask, __ATOMIC_ACQUIRE) != 0;
 }
 
 /* The guard's arena shares its range with the sampled blocks; when they have filled it (a range
@@ -326,18 +321,26 @@ void lg_mem_register_table(void *base, size_t len)
 	__atomic_store_n(&tables[i].base, base, __ATOMIC_RELEASE);
 }
 
+bool lg_mem_pages_present(const void *base, size_t len, unsigned char *present)
+{
+	if (mincore((void *)base, len, present) == 0)
+		return true;
+	memset(present, 1, (len + LG_PAGE - 1) / LG_PAGE);
+	return false;
+}
+
 static uint64_t resident_bytes(const void *base, size_t len)
 {
 	unsigned char vec[1024];
 	uint64_t n = 0;
-	size_t page = 4096, chunk = sizeof(vec) * page;
+	size_t chunk = sizeof(vec) * LG_PAGE;
 
 	for (size_t off = 0; off < len; off += chunk) {
 		size_t l = len - off < chunk ? len - off : chunk;
-		if (mincore((char *)base + off, l, vec) != 0)
+		if (!lg_mem_pages_present((const char *)base + off, l, vec))
 			return n;
-		for (size_t i = 0; i < (l + page - 1) / page; i++)
-			n += (vec[i] & 1) * page;
+		for (size_t i = 0; i < (l + LG_PAGE - 1) / LG_PAGE; i++)
+			n += (vec[i] & 1) * LG_PAGE;
 	}
 	return n;
 }
