@@ -1,6 +1,7 @@
 #!/bin/bash
 # The mixed malloc benchmark (bench/malloc.c, 2 threads) under: plain glibc, jemalloc alone,
-# libguard with every guard disabled (guard-off), only the heap guard at default sampling
+# libguard with every guard disabled (guard-off), libguard switched off with GUARD_DISABLE=1
+# (guard-disabled: the hooks only forward), only the heap guard at default sampling
 # (guard-heap), the default policy (guard-default: every guard on, heap sampling at 512 KiB),
 # libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true) and
 # heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are
@@ -54,6 +55,7 @@ run() {   # run VARIANT TOUCH: prints ns/op
     glibc)     "$W/malloc" $a ;;
     jemalloc)  LD_PRELOAD=$JE "$W/malloc" $a ;;
     guard-off) LD_PRELOAD=$LIB GUARD_POLICY=$W/off.json "$W/malloc" $a ;;
+    guard-disabled) LD_PRELOAD=$LIB GUARD_DISABLE=1 "$W/malloc" $a ;;
     guard-default) LD_PRELOAD=$LIB GUARD_POLICY=$W/default.json "$W/malloc" $a ;;
     guard-heap)    LD_PRELOAD=$LIB GUARD_POLICY=$W/heap.json "$W/malloc" $a ;;
     guard-every)   LD_PRELOAD=$LIB GUARD_POLICY=$W/every.json "$W/malloc" $a ;;
@@ -62,7 +64,7 @@ run() {   # run VARIANT TOUCH: prints ns/op
   esac
 }
 
-variants="glibc jemalloc guard-off guard-heap guard-default guard-every"
+variants="glibc jemalloc guard-off guard-disabled guard-heap guard-default guard-every"
 [ $prof = yes ] && variants="$variants je-prof"
 [ $have_heaptrack = yes ] && variants="$variants heaptrack"
 for touch in $TOUCHES; do

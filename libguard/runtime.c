@@ -343,6 +343,8 @@ __attribute__((constructor(101))) static void lg_constructor(void)
 	lg_leave();
 	if (disable) {
 		atomic_store(&lg_state_var, LG_DISABLED);
+		/* Disabled still forwards every allocation: through jemalloc's fast entry points. */
+		lg_alloc_fast_entry();
 		return;
 	}
 	if (pre)
