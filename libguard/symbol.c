@@ -28,7 +28,9 @@
 #include <unistd.h>
 
 #define SYMBOL_MAX_PHDRS 64
-#define NAME_CHUNK 16384u
+/* Names are copied into chunks of one page (a report names a few hundred frames at most); a
+ * longer name gets a chunk of its own. */
+#define NAME_CHUNK (4096u - 2 * sizeof(size_t))
 
 struct fn_symbol {
 	uintptr_t start;   /* relative to the load base for ET_DYN, absolute for ET_EXEC */
@@ -63,7 +65,7 @@ struct found {
 struct name_chunk {
 	struct name_chunk *next;
 	size_t used;
-	char data[NAME_CHUNK];
+	char data[];
 };
 
 static struct {
@@ -328,10 +330,21 @@ static const char *name_keep(const char *s)
 	size_t len = strlen(s) + 1;
 	struct name_chunk *c = sym.names;
 
-	if (len > NAME_CHUNK)
-		return NULL;
-	if (c == NULL || NAME_CHUNK - c->used < len) {
-		c = lg_mem_alloc(sizeof(*c));
+	if (len > NAME_CHUNK) {
+		/* Its own chunk, behind the one being filled. */
+		c = lg_mem_alloc(sizeof(*c) + len);
+		if (c == NULL)
+			return NULL;
+		c->used = len;
+		memcpy(c->data, s, len);
+		struct name_chunk **at = sym.names ? &sym.names->next : &sym.names;
+		c->next = *at;
+		*at = c;
+		return c->data;
+	}
+	/* (A long name's chunk, at the head when it came first, has used > NAME_CHUNK.) */
+	if (c == NULL || c->used > NAME_CHUNK || NAME_CHUNK - c->used < len) {
+		c = lg_mem_alloc(sizeof(*c) + NAME_CHUNK);
 		if (c == NULL)
 			return NULL;
 		c->next = sym.names;
