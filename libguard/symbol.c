@@ -174,22 +174,34 @@ static int collect_functions(struct module *m, const char *map, size_t len, cons
 		return -EINVAL;
 	syms = (const Elf64_Sym *)(const void *)(map + symtab->sh_offset);
 	n = symtab->sh_size / sizeof(Elf64_Sym);
-	m->syms = lg_mem_calloc(n ? n : 1, sizeof(*m->syms));
-	if (m->syms == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		const Elf64_Sym *s = &syms[i];
-		unsigned type = ELF64_ST_TYPE(s->st_info);
-		const char *name;
+	/* Two passes: count the functions, then keep them (a symbol table is mostly other
+	 * symbols; a table sized for all of them was most of the report's working memory). */
+	size_t want = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			m->syms = lg_mem_calloc(want ? want : 1, sizeof(*m->syms));
+			if (m->syms == NULL)
+				return -ENOMEM;
+		}
+		for (size_t i = 0; i < n && (pass == 0 || kept < want); i++) {
+			const Elf64_Sym *s = &syms[i];
+			unsigned type = ELF64_ST_TYPE(s->st_info);
+			const char *name;
 
-		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-		    s->st_value == 0 || s->st_name >= strtab->sh_size)
-			continue;
-		name = map + strtab->sh_offset + s->st_name;
-		/* The name must end inside its table, or it would run off the mapping. */
-		if (name[0] == '\0' || memchr(name, '\0', strtab->sh_size - s->st_name) == NULL)
-			continue;
-		m->syms[kept++] = (struct fn_symbol){ s->st_value, s->st_size, name, symbol_rank(s) };
+			if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
+			    s->st_value == 0 || s->st_name >= strtab->sh_size)
+				continue;
+			name = map + strtab->sh_offset + s->st_name;
+			/* The name must end inside its table, or it would run off the mapping. */
+			if (name[0] == '\0' ||
+			    memchr(name, '\0', strtab->sh_size - s->st_name) == NULL)
+				continue;
+			if (pass == 0)
+				want++;
+			else
+				m->syms[kept++] = (struct fn_symbol){ s->st_value, s->st_size, name,
+								      symbol_rank(s) };
+		}
 	}
 	qsort(m->syms, kept, sizeof(*m->syms), symbol_cmp);
 	m->nsyms = kept;
