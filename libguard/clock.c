@@ -324,7 +324,10 @@ static void reader_add(uint32_t stack, uint64_t calls)
 		atomic_fetch_add_explicit(&clk.readers_dropped, calls, memory_order_relaxed);
 		return;
 	}
-	uint32_t h = stack * 0x9e3779b1u;
+	/* Stack ids are numbered from 1 in order of first capture, so the id itself is the slot:
+	 * a program's readers fill the table's first page (256 of them) instead of touching a page
+	 * each, as a scattering hash did; ids past READER_SLOTS wrap and probe. */
+	uint32_t h = stack;
 	for (uint32_t k = 0; k < READER_PROBES; k++) {
 		struct reader *r = &t[(h + k) & (READER_SLOTS - 1)];
 		uint32_t cur = atomic_load_explicit(&r->stack, memory_order_acquire);
