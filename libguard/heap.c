@@ -37,6 +37,7 @@
 #include <jemalloc/jemalloc.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -309,13 +310,13 @@ static int64_t overhead_of(const struct hdr *h)
 	return (int64_t)(nallocx(size + off, align) - nallocx(size, align));
 }
 
-/* Add (sign 1) or take off (sign -1) a sampled block's estimate. A block whose site could not be
- * counted when it was sampled (NO_SITE) counts only in the totals. */
-static void account(struct hdr *h, int sign)
+/* Add (sign 1) or take off (sign -1) a sampled block's estimate, on t's shard (op_begin) or the
+ * shared one. A block whose site could not be counted when it was sampled (NO_SITE) counts only
+ * in the totals. */
+static void account(struct tstate *t, struct hdr *h, int sign)
 {
 	double w = lg_heap_weight(h->size, heap.mean);
 	int64_t b = (int64_t)(w * (double)h->size + 0.5) * sign;
-	struct tstate *t = heap.dense ? tstate_get() : NULL;
 	struct shard *sh = t ? &t->shard : &shared;
 
 	if (h->stack != NO_SITE) {
@@ -374,13 +375,37 @@ static inline void *block_of(const void *p, const struct hdr *h)
 	return (void *)((uintptr_t)p - ((uintptr_t)1 << h->off_log2));
 }
 
-/* mallocx flags for this thread's sampled blocks: the guard's arena, and with dense sampling a
- * thread cache of its own; otherwise none, so no sampled block ever sits in a cache that serves
- * the program's own mallocs. */
-static int block_flags(void)
-{
-	struct tstate *t = heap.dense ? tstate_get() : NULL;
+/* A thread inside a sampled block's allocation, free or resize. */
+static LG_TLS volatile sig_atomic_t in_op;
 
+/* Begin an operation on sampled blocks: this thread's own state (dense sampling), or NULL for the
+ * shared shard and no thread cache. NULL as well when the operation interrupts another on the
+ * same thread -- a signal handler that frees a sampled block: the plain adds on the thread's
+ * shard and its thread cache are not reentrant (an update would be lost, the cache corrupted).
+ * Returns with *entered set if op_end must close it. */
+static struct tstate *op_begin(bool *entered)
+{
+	*entered = false;
+	if (!heap.dense || in_op)
+		return NULL;
+	in_op = 1;
+	*entered = true;
+	__asm__ volatile("" ::: "memory");
+	return tstate_get();
+}
+
+static void op_end(bool entered)
+{
+	__asm__ volatile("" ::: "memory");
+	if (entered)
+		in_op = 0;
+}
+
+/* mallocx flags for sampled blocks: the guard's arena, and with dense sampling the thread's own
+ * cache (t); otherwise none, so no sampled block ever sits in a cache that serves the program's
+ * own mallocs. */
+static int block_flags(const struct tstate *t)
+{
 	if (!t || !t->tcache)
 		return heap.flags | MALLOCX_TCACHE_NONE;
 	return heap.flags | MALLOCX_TCACHE(t->tcache - 1);
@@ -407,10 +432,13 @@ static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
 		atomic_fetch_add_explicit(&heap.dropped, 1, memory_order_relaxed);
 		return NULL;
 	}
-	int flags = block_flags() | (zero ? MALLOCX_ZERO : 0) |
+	bool entered;
+	struct tstate *t = op_begin(&entered);
+	int flags = block_flags(t) | (zero ? MALLOCX_ZERO : 0) |
 		    (align > HDR ? MALLOCX_LG_ALIGN(off_log2) : 0);
 	char *b = mallocx(total, flags);
 	if (!b) {
+		op_end(entered);
 		/* A full range drops the sample (the block is made unsampled); any other failure
 		 * (an impossible size) is the allocator's answer to the program as well. */
 		if (lg_mem_region_full()) {
@@ -423,7 +451,8 @@ static void *block_alloc(size_t size, size_t align, bool zero, uint32_t stack)
 	struct hdr *h = hdr_of(p);
 	*h = (struct hdr){ .size = size, .stack = stack, .off_log2 = (uint8_t)off_log2,
 			   .magic = HDR_MAGIC };
-	account(h, 1);
+	account(t, h, 1);
+	op_end(entered);
 	return p;
 }
 
@@ -441,9 +470,12 @@ void lg_heap_free(void *p)
 				p);
 		return;
 	}
-	account(h, -1);
+	bool entered;
+	struct tstate *t = op_begin(&entered);
+	account(t, h, -1);
 	h->magic = 0;
-	dallocx(block_of(p, h), block_flags());
+	dallocx(block_of(p, h), block_flags(t));
+	op_end(entered);
 	errno = saved;
 }
 
@@ -473,19 +505,23 @@ static void *block_resize(void *p, size_t size)
 	if (h->off_log2 == 4 && !__builtin_add_overflow(size, HDR, &total)) {
 		/* The header moves with the block. Mark the old one dead first: after a move its
 		 * memory is free. */
-		account(h, -1);
+		bool entered;
+		struct tstate *t = op_begin(&entered);
+		account(t, h, -1);
 		h->magic = 0;
-		char *b = rallocx(block_of(p, h), total, block_flags());
+		char *b = rallocx(block_of(p, h), total, block_flags(t));
 		if (!b) {
 			h->magic = HDR_MAGIC;
-			account(h, 1);
+			account(t, h, 1);
+			op_end(entered);
 			return NULL;
 		}
 		void *q = b + HDR;
 		struct hdr *nh = hdr_of(q);
 		*nh = old;
 		nh->size = size;
-		account(nh, 1);
+		account(t, nh, 1);
+		op_end(entered);
 		return q;
 	}
 	/* Over-aligned: a fresh block of malloc's alignment, as realloc promises no more. */
