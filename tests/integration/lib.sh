@@ -37,11 +37,15 @@ count_reports() { ls "$T"/reports/*.json 2>/dev/null | wc -l; }
 # jq-like field read with python: jget FILE EXPR (EXPR uses d as the parsed report)
 jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
+# free_port: a TCP port on 127.0.0.1 that nothing holds now (the kernel's pick for a bind to 0;
+# a random number can land on a port a connection of an earlier test still holds).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 # nginx (the Debian package) as a test subject, one process answering "ok" on 127.0.0.1.
 # nginx_prepare [ACCESS_LOG]: picks a free port into $PORT, writes $T/nginx.conf (ACCESS_LOG is a
 # path, or off by default) and makes the exit trap stop nginx if it still runs.
 nginx_prepare() {
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   mkdir -p "$T/logs"
   cat > "$T/nginx.conf" <<C
 user root;
