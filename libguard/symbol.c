@@ -162,6 +162,21 @@ static unsigned symbol_rank(const Elf64_Sym *s)
 	return (s->st_size != 0 ? 2u : 0u) + (ELF64_ST_BIND(s->st_info) == STB_GLOBAL ? 1u : 0u);
 }
 
+/* The name of a defined function symbol, or NULL if s is not one (or its name is bad). */
+static const char *function_name(const Elf64_Sym *s, const char *map, const Elf64_Shdr *strtab)
+{
+	unsigned type = ELF64_ST_TYPE(s->st_info);
+
+	if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
+	    s->st_value == 0 || s->st_name >= strtab->sh_size)
+		return NULL;
+	const char *name = map + strtab->sh_offset + s->st_name;
+	/* The name must end inside its table, or it would run off the mapping. */
+	if (name[0] == '\0' || memchr(name, '\0', strtab->sh_size - s->st_name) == NULL)
+		return NULL;
+	return name;
+}
+
 static int collect_functions(struct module *m, const char *map, size_t len, const Elf64_Shdr *symtab,
 			     const Elf64_Shdr *strtab)
 {
@@ -174,34 +189,21 @@ static int collect_functions(struct module *m, const char *map, size_t len, cons
 		return -EINVAL;
 	syms = (const Elf64_Sym *)(const void *)(map + symtab->sh_offset);
 	n = symtab->sh_size / sizeof(Elf64_Sym);
-	/* Two passes: count the functions, then keep them (a symbol table is mostly other
-	 * symbols; a table sized for all of them was most of the report's working memory). */
+	/* Count the functions, then keep them: a symbol table is mostly other symbols, and a
+	 * table sized for all of them was most of a report's working memory. */
 	size_t want = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1) {
-			m->syms = lg_mem_calloc(want ? want : 1, sizeof(*m->syms));
-			if (m->syms == NULL)
-				return -ENOMEM;
-		}
-		for (size_t i = 0; i < n && (pass == 0 || kept < want); i++) {
-			const Elf64_Sym *s = &syms[i];
-			unsigned type = ELF64_ST_TYPE(s->st_info);
-			const char *name;
+	for (size_t i = 0; i < n; i++)
+		want += function_name(&syms[i], map, strtab) != NULL;
+	m->syms = lg_mem_calloc(want ? want : 1, sizeof(*m->syms));
+	if (m->syms == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && kept < want; i++) {
+		const Elf64_Sym *s = &syms[i];
+		const char *name = function_name(s, map, strtab);
 
-			if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-			    s->st_value == 0 || s->st_name >= strtab->sh_size)
-				continue;
-			name = map + strtab->sh_offset + s->st_name;
-			/* The name must end inside its table, or it would run off the mapping. */
-			if (name[0] == '\0' ||
-			    memchr(name, '\0', strtab->sh_size - s->st_name) == NULL)
-				continue;
-			if (pass == 0)
-				want++;
-			else
-				m->syms[kept++] = (struct fn_symbol){ s->st_value, s->st_size, name,
-								      symbol_rank(s) };
-		}
+		if (name != NULL)
+			m->syms[kept++] = (struct fn_symbol){ s->st_value, s->st_size, name,
+							      symbol_rank(s) };
 	}
 	qsort(m->syms, kept, sizeof(*m->syms), symbol_cmp);
 	m->nsyms = kept;
