@@ -168,3 +168,14 @@ LG_EXPORT size_t malloc_usable_size(void *p)
 		return 0;
 	return lg_heap_in_region(p) ? lg_heap_usable_size(p) : lg_alloc.usable_size(p);
 }
+
+/* Our own definitions under hidden names, for libguard/rebind.c (which must tell them apart from
+ * a definition of malloc that the program itself may have). */
+extern __typeof(malloc) lg_hook_malloc
+	__attribute__((alias("malloc"), copy(malloc), visibility("hidden")));
+extern __typeof(free) lg_hook_free
+	__attribute__((alias("free"), copy(free), visibility("hidden")));
+extern __typeof(calloc) lg_hook_calloc
+	__attribute__((alias("calloc"), copy(calloc), visibility("hidden")));
+extern __typeof(realloc) lg_hook_realloc
+	__attribute__((alias("realloc"), copy(realloc), visibility("hidden")));

@@ -1003,5 +1003,10 @@ static void heap_init(void)
 	lg_tls.heap_countdown = 0;
 }
 
+bool lg_heap_sampling(void)
+{
+	return heap.enabled;
+}
+
 LG_GUARD(heap, .order = 10, .init = heap_init, .atfork_child = heap_atfork_child,
 	 .snapshot = lg_heap_snapshot);

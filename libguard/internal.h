@@ -159,6 +159,9 @@ const char *lg_alloc_backend_name(void);
 void lg_alloc_boot(void);
 /* Once the loader is done: switch to jemalloc's own malloc/free entry points (faster). */
 void lg_alloc_fast_entry(void);
+/* The heap guard is off for good: the loaded objects' PLT calls to malloc, free, calloc and
+ * realloc go straight to the allocator (rebind.c). */
+void lg_alloc_rebind(void);
 /* jemalloc's "stats.allocated" (refreshing the epoch), or 0 with the system backend. */
 uint64_t lg_alloc_allocated_bytes(void);
 
@@ -300,6 +303,8 @@ struct lg_guard_desc {
 		__attribute__((used, section("lg_guards"), aligned(8))) = { .name = #id, __VA_ARGS__ }
 
 /* Figures for guard_stats() (api.c); each guard that keeps one defines it. */
+/* The heap guard samples (it is enabled and its range was reserved). */
+bool lg_heap_sampling(void);
 uint64_t lg_heap_live_bytes(void);
 uint64_t lg_fd_open_count(void);
 uint64_t lg_threads_live(void);

@@ -284,6 +284,8 @@ int lg_init(const char *policy_path)
 		atfork_done = true;
 	}
 	install_signal();
+	if (!lg_heap_sampling())
+		lg_alloc_rebind();
 	atomic_store_explicit(&lg_state_var, LG_READY, memory_order_release);
 	/* The guardian starts after READY: its first task may already run guard code. */
 	lg_guardian_start();
@@ -343,8 +345,10 @@ __attribute__((constructor(101))) static void lg_constructor(void)
 	lg_leave();
 	if (disable) {
 		atomic_store(&lg_state_var, LG_DISABLED);
-		/* Disabled still forwards every allocation: through jemalloc's fast entry points. */
+		/* Disabled still forwards every allocation: through jemalloc's fast entry points,
+		 * called straight from the program's PLT where that can be done. */
 		lg_alloc_fast_entry();
+		lg_alloc_rebind();
 		return;
 	}
 	if (pre)
