@@ -315,9 +315,17 @@ static int64_t overhead_of(const struct hdr *h)
  * in the totals. */
 static void account(struct tstate *t, struct hdr *h, int sign)
 {
-	double w = lg_heap_weight(h->size, heap.mean);
-	int64_t b = (int64_t)(w * (double)h->size + 0.5) * sign;
 	struct shard *sh = t ? &t->shard : &shared;
+	int64_t b = (int64_t)h->size, objects = (int64_t)OBJ_ONE;
+
+	/* Every allocation sampled: a weight of exactly 1, and no floating point. */
+	if (heap.mean > 1) {
+		double w = lg_heap_weight(h->size, heap.mean);
+		b = (int64_t)(w * (double)h->size + 0.5);
+		objects = (int64_t)(w * OBJ_ONE + 0.5);
+	}
+	b *= sign;
+	objects *= sign;
 
 	if (h->stack != NO_SITE) {
 		/* A free may land on a shard that never counted this site (the block was sampled on
@@ -325,7 +333,7 @@ static void account(struct tstate *t, struct hdr *h, int sign)
 		struct site *st = site_at(sh, h->stack, true);
 		if (st) {
 			counter_add(sh, &st->bytes, b);
-			counter_add(sh, &st->objects, (int64_t)(w * OBJ_ONE + 0.5) * sign);
+			counter_add(sh, &st->objects, objects);
 		} else if (sign > 0) {
 			h->stack = NO_SITE;
 		}
@@ -474,7 +482,9 @@ void lg_heap_free(void *p)
 	struct tstate *t = op_begin(&entered);
 	account(t, h, -1);
 	h->magic = 0;
-	dallocx(block_of(p, h), block_flags(t));
+	/* Sized: with a thread cache, jemalloc then needs no lookup of the block's extent. */
+	int flags = block_flags(t) | (h->off_log2 > 4 ? MALLOCX_LG_ALIGN(h->off_log2) : 0);
+	sdallocx(block_of(p, h), h->size + ((size_t)1 << h->off_log2), flags);
 	op_end(entered);
 	errno = saved;
 }
@@ -670,7 +680,7 @@ static bool decide(size_t size)
 static inline __attribute__((always_inline)) void *refuse(void)
 {
 	if (!atomic_exchange(&heap.over_max, 1)) {
-		uint32_t stack = lg_stack_capture(2);
+		uint32_t stack = lg_stack_capture_inline(1);
 		lg_violation("heap.max", stack);
 	}
 	armed = false;
@@ -694,8 +704,8 @@ void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size)
 		return refuse();
 	if (!sampled)
 		return do_alloc(op, arg, size);
-	/* Skip this function and the hook: the first frame is the caller of malloc. */
-	uint32_t stack = lg_stack_capture(2);
+	/* Captured here (inlined), above the hook: the first frame is the caller of malloc. */
+	uint32_t stack = lg_stack_capture_inline(1);
 	void *p = block_alloc(total, op == LG_HEAP_MEMALIGN ? arg : 0, op == LG_HEAP_CALLOC, stack);
 	if (!p)
 		return do_alloc(op, arg, size);
@@ -732,7 +742,7 @@ void *lg_heap_realloc_slow(void *p, size_t size)
 		if (q)
 			block_move_out(p, q, size);
 	} else if (sampled && size) {
-		uint32_t stack = lg_stack_capture(2);
+		uint32_t stack = lg_stack_capture_inline(1);
 		q = block_alloc(size, 0, false, stack);
 		if (q) {
 			size_t have = lg_alloc.usable_size(p);

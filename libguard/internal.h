@@ -236,6 +236,34 @@ void lg_stack_init(uint32_t max_depth);
 /* Capture the caller's stack, skipping `skip` innermost frames of the guard, and intern it.
  * Returns a stack id > 0, or 0 when no stack could be had. Takes no lock while unwinding. */
 uint32_t lg_stack_capture(unsigned skip);
+
+/* lg_stack_capture in two halves, for a slow path that inlines the capture: every capture
+ * unwinds each frame it crosses (~8 ns each, more when cold), and inlined it has no frame of its
+ * own. lg_stack_want: how many frames to unwind for skip (0: no capture now);
+ * lg_stack_intern_from: the frames above the inlining function's return address ret, less skip
+ * more, interned. */
+#define LG_STACK_BUF (LG_STACK_MAX_DEPTH + 20)
+int unw_backtrace(void **frames, int max);   /* libunwind.h, without its other declarations */
+int lg_stack_want(unsigned skip);
+uint32_t lg_stack_intern_from(void *const *frames, int n, const void *ret, unsigned skip);
+
+/* The capture itself: skip counts frames above the caller of the function this is inlined into
+ * (0: that caller is the first frame recorded). */
+static inline __attribute__((always_inline)) uint32_t lg_stack_capture_inline(unsigned skip)
+{
+	void *frames[LG_STACK_BUF];
+	int want = lg_stack_want(skip), n;
+
+	if (want <= 0)
+		return 0;
+	/* Busy while unwinding: the first unwind on a thread allocates (pthread_setspecific) and
+	 * may open files (libunwind reads .eh_frame / .gnu_debugdata); those must pass straight
+	 * through our hooks. No lock of ours is held here. */
+	lg_enter();
+	n = unw_backtrace(frames, want);
+	lg_leave();
+	return lg_stack_intern_from(frames, n, __builtin_return_address(0), skip);
+}
 /* Frames of an interned stack, innermost first. Returns the count (0 for an unknown id). */
 uint32_t lg_stack_frames(uint32_t id, const uintptr_t **frames);
 uint32_t lg_stack_count(void);

@@ -40,7 +40,8 @@
  * search and sizes the buffer. */
 #define STACK_INTERNAL_MAX 4u
 #define STACK_SKIP_MAX 16u
-#define STACK_BUF (LG_STACK_MAX_DEPTH + STACK_SKIP_MAX + STACK_INTERNAL_MAX)
+_Static_assert(LG_STACK_MAX_DEPTH + STACK_SKIP_MAX + STACK_INTERNAL_MAX <= LG_STACK_BUF,
+	       "the capture buffer holds the deepest capture");
 
 /* Capacity at full size; halved until the reservation succeeds (vm.overcommit_memory=2 ignores
  * MAP_NORESERVE and charges the whole mapping). 131072 distinct stacks is far beyond what the
@@ -359,36 +360,38 @@ static unsigned caller_frame(void *const *frames, int n, const void *ret)
 	return 2;
 }
 
-/* noinline: the search above needs this function to have its own frame and return address. */
-__attribute__((noinline)) uint32_t lg_stack_capture(unsigned skip)
+int lg_stack_want(unsigned skip)
 {
-	void *frames[STACK_BUF];
-	uint32_t depth, id;
-	unsigned first;
-	int n;
-
 	if (atomic_load_explicit(&stk.state, memory_order_acquire) != REGION_READY)
 		return 0;
 	if (skip > STACK_SKIP_MAX)
 		skip = STACK_SKIP_MAX;
-	depth = atomic_load_explicit(&stk.max_depth, memory_order_relaxed);
+	return (int)(atomic_load_explicit(&stk.max_depth, memory_order_relaxed) + skip +
+		     STACK_INTERNAL_MAX);
+}
 
-	/* Busy while unwinding: the first unwind on a thread allocates (pthread_setspecific) and
-	 * may open files (libunwind reads .eh_frame / .gnu_debugdata); those must pass straight
-	 * through our hooks. No lock of ours is held here. */
-	lg_enter();
-	n = unw_backtrace(frames, (int)(depth + skip + STACK_INTERNAL_MAX));
-	lg_leave();
+uint32_t lg_stack_intern_from(void *const *frames, int n, const void *ret, unsigned skip)
+{
+	uint32_t depth = atomic_load_explicit(&stk.max_depth, memory_order_relaxed), id;
+	unsigned first;
 
-	first = caller_frame(frames, n, __builtin_return_address(0)) + skip;
+	if (skip > STACK_SKIP_MAX)
+		skip = STACK_SKIP_MAX;
+	first = caller_frame(frames, n, ret) + skip;
 	if (n <= 0 || first >= (unsigned)n)
 		return 0;
 	if ((unsigned)n - first < depth)
 		depth = (unsigned)n - first;
-	id = stack_intern((const uintptr_t *)(void *)(frames + first), depth);
+	id = stack_intern((const uintptr_t *)(const void *)(frames + first), depth);
 	if (LG_UNLIKELY(id == 0) && atomic_load(&stk.count) >= stk.max_ids)
 		warn_full_once();
 	return id;
+}
+
+/* noinline: the capture needs a frame of its own, whose return address leads to the caller. */
+__attribute__((noinline)) uint32_t lg_stack_capture(unsigned skip)
+{
+	return lg_stack_capture_inline(skip);
 }
 
 uint32_t lg_stack_frames(uint32_t id, const uintptr_t **frames)
