@@ -179,6 +179,43 @@ static inline void counter_add(const struct shard *sh, _Atomic int64_t *c, int64
 static void shard_fold(struct shard *into, struct shard *from);
 static void tstate_exit(void *v);
 
+/* The thread caches of dense sampling are jemalloc metadata of ~28 KiB each (their bins'
+ * stacks, in arena 0), in no arena's allocated bytes: self_bytes counts them, at the size the
+ * first few creations measured (the smallest growth of arena 0's internal bytes across one; a
+ * thread that starts meanwhile can only make it larger). */
+#define TCACHE_MEASURES 8
+static _Atomic int64_t tcache_each, tcaches_live;
+static _Atomic int tcache_measured;
+
+/* Arena 0's internal bytes now, or -1 once measuring is done (or impossible). */
+static int64_t tcache_measure(void)
+{
+	if (atomic_load_explicit(&tcache_measured, memory_order_relaxed) >= TCACHE_MEASURES)
+		return -1;
+	uint64_t epoch = 1;
+	size_t v = 0, sz = sizeof(epoch);
+	if (mallctl("epoch", &epoch, &sz, &epoch, sz) != 0)
+		return -1;
+	sz = sizeof(v);
+	return mallctl("stats.arenas.0.internal", &v, &sz, NULL, 0) == 0 ? (int64_t)v : -1;
+}
+
+/* A cache made (n 1; before: tcache_measure() just before it) or destroyed (n -1). */
+static void tcache_count(int64_t before, int n)
+{
+	atomic_fetch_add_explicit(&tcaches_live, n, memory_order_relaxed);
+	if (before < 0)
+		return;
+	int64_t after = tcache_measure(), grew = after - before, cur;
+	atomic_fetch_add_explicit(&tcache_measured, 1, memory_order_relaxed);
+	if (after < 0 || grew <= 0)
+		return;
+	cur = atomic_load_explicit(&tcache_each, memory_order_relaxed);
+	while ((cur == 0 || grew < cur) &&
+	       !atomic_compare_exchange_weak(&tcache_each, &cur, grew))
+		;
+}
+
 /* This thread's state (dense sampling), made at its first sampled event; NULL: use the shared
  * shard and no thread cache. */
 static struct tstate *tstate_get(void)
@@ -195,11 +232,16 @@ static struct tstate *tstate_get(void)
 	lg_enter();
 	unsigned tc;
 	size_t sz = sizeof(tc);
-	if (mallctl("tcache.create", &tc, &sz, NULL, 0) == 0)
+	int64_t before = tcache_measure();
+	if (mallctl("tcache.create", &tc, &sz, NULL, 0) == 0) {
 		t->tcache = (int)tc + 1;
+		tcache_count(before, 1);
+	}
 	if (pthread_setspecific(heap.key, t) != 0) {
-		if (t->tcache)
+		if (t->tcache) {
 			mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
+			tcache_count(-1, -1);
+		}
 		lg_leave();
 		lg_mem_free(t);
 		return NULL;
@@ -225,6 +267,7 @@ static void tstate_exit(void *v)
 	if (t->tcache) {
 		unsigned tc = (unsigned)t->tcache - 1;
 		mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
+		tcache_count(-1, -1);
 	}
 	LG_REAL(pthread_mutex_lock)(&shards_lock);
 	for (struct shard **pp = &shared.next; *pp; pp = &(*pp)->next) {
@@ -363,10 +406,18 @@ uint64_t lg_heap_live_bytes(void)
 	return v > 0 ? (uint64_t)v : 0;
 }
 
-uint64_t lg_heap_self_bytes(void)
+/* What sampling adds to the program's blocks: headers and size-class rounding. */
+static uint64_t sampled_overhead(void)
 {
 	int64_t v = shards_sum(offsetof(struct shard, overhead));
 	return v > 0 ? (uint64_t)v : 0;
+}
+
+uint64_t lg_heap_self_bytes(void)
+{
+	int64_t caches = atomic_load_explicit(&tcaches_live, memory_order_relaxed) *
+			 atomic_load_explicit(&tcache_each, memory_order_relaxed);
+	return sampled_overhead() + (caches > 0 ? (uint64_t)caches : 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -905,7 +956,7 @@ int lg_heap_snapshot(struct lg_snapshot *s)
 	h->backend = lg_alloc_backend_name();
 	h->sample_bytes = heap.mean;
 	/* The program's heap: what jemalloc holds for it, less what sampling added to its blocks. */
-	uint64_t all = lg_alloc_allocated_bytes(), extra = lg_heap_self_bytes();
+	uint64_t all = lg_alloc_allocated_bytes(), extra = sampled_overhead();
 	h->allocated_bytes = all > extra ? all - extra : 0;
 	h->dropped_samples = atomic_load_explicit(&heap.dropped, memory_order_relaxed);
 

@@ -364,7 +364,8 @@ int64_t lg_heap_draw_countdown(uint64_t mean);
 double lg_heap_weight(uint64_t size, uint64_t mean);
 /* The record of a sampled block (tests): true and its size and stack if p is sampled. */
 bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack);
-/* What the sampled blocks cost beyond the program's own blocks (headers, rounding). */
+/* What sampling costs in memory beyond the program's own blocks: headers, size-class rounding,
+ * and the thread caches of dense sampling. */
 uint64_t lg_heap_self_bytes(void);
 
 /* Is p a sampled block (in the guard's address range)? No pointer is, before that range exists. */

@@ -313,6 +313,37 @@ static void test_heap_site_sums_balance_across_threads(void **state)
 	}
 }
 
+static pthread_barrier_t cache_barrier;
+
+static void *sample_and_wait(void *arg)
+{
+	(void)arg;
+	hook_free(hook_malloc(100));   /* the thread's first sampled block: its cache is made */
+	pthread_barrier_wait(&cache_barrier);   /* main reads self_bytes */
+	pthread_barrier_wait(&cache_barrier);
+	return NULL;
+}
+
+/* With dense sampling each sampling thread has a jemalloc thread cache for its sampled blocks
+ * (~28 KiB of metadata): self_bytes counts it while the thread lives, and not after. */
+static void test_heap_thread_cache_counts_in_self_bytes(void **state)
+{
+	(void)state;
+	pthread_t t;
+	uint64_t before = lg_heap_self_bytes();
+
+	assert_int_equal(pthread_barrier_init(&cache_barrier, NULL, 2), 0);
+	assert_int_equal(pthread_create(&t, NULL, sample_and_wait, NULL), 0);
+	pthread_barrier_wait(&cache_barrier);
+	uint64_t during = lg_heap_self_bytes();
+	pthread_barrier_wait(&cache_barrier);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&cache_barrier);
+	assert_true(during >= before + 16384);
+	assert_true(during <= before + 256 * 1024);
+	assert_int_equal(lg_heap_self_bytes(), before);
+}
+
 /* realloc of a sampled block keeps every byte the program may have used (its usable size, not
  * only what it asked for) when the block moves, and fails cleanly: NULL, ENOMEM, p intact. */
 static void test_heap_realloc_keeps_usable_bytes_and_fails_cleanly(void **state)
@@ -537,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_heap_snapshot_sums_by_site_sorted),
 		cmocka_unit_test(test_heap_concurrent_churn_leaves_no_record),
 		cmocka_unit_test(test_heap_site_sums_balance_across_threads),
+		cmocka_unit_test(test_heap_thread_cache_counts_in_self_bytes),
 		cmocka_unit_test(test_heap_realloc_keeps_usable_bytes_and_fails_cleanly),
 		cmocka_unit_test(test_heap_records_survive_interleaved_frees),
 		cmocka_unit_test(test_heap_sampled_blocks_live_in_the_range),
