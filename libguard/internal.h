@@ -368,6 +368,21 @@ bool lg_heap_record_of(const void *p, uint64_t *size, uint32_t *stack);
  * and the thread caches of dense sampling. */
 uint64_t lg_heap_self_bytes(void);
 
+/* heap.c for heap_report.c: the estimates summed over the shards into *n entries indexed by
+ * stack id (lg_mem_free them); the sampling mean; samples dropped; headers and rounding only. */
+struct lg_heap_site_sum {
+	int64_t bytes;
+	double objects;
+};
+struct lg_heap_site_sum *lg_heap_aggregate(uint32_t *n);
+uint64_t lg_heap_mean(void);
+uint64_t lg_heap_dropped(void);
+uint64_t lg_heap_sampled_overhead(void);
+/* heap_report.c's growth history across fork: its lock taken before the shards' and released
+ * after them; in the child, the lock made anew, then (the guard's atfork_child) the history. */
+enum lg_fork_phase { LG_FORK_PREPARE, LG_FORK_PARENT, LG_FORK_CHILD, LG_FORK_CHILD_LATER };
+void lg_heap_growth_fork(enum lg_fork_phase phase);
+
 /* Is p a sampled block (in the guard's address range)? No pointer is, before that range exists. */
 static inline bool lg_heap_in_region(const void *p)
 {
