@@ -57,13 +57,14 @@ struct target {
 
 struct walk {
 	struct target t[4];
+	uintptr_t page;   /* the page size (not LG_PAGE: RELRO is protected in the system's pages) */
 	uintptr_t self;   /* libguard's load address: skipped */
 	unsigned slots, objects;
 	bool failed;
 };
 
 struct object {
-	uintptr_t base;
+	uintptr_t base, page;
 	const ElfW(Phdr) *phdr;
 	ElfW(Half) phnum;
 	uintptr_t relro_start, relro_end;
@@ -95,12 +96,12 @@ static bool store_slot(const struct object *o, void **slot, void *to)
 	uintptr_t a = (uintptr_t)slot;
 
 	if (a >= o->relro_start && a < o->relro_end) {
-		uintptr_t page = a & ~(uintptr_t)(LG_PAGE - 1);
-		if (mprotect((void *)page, LG_PAGE, PROT_READ | PROT_WRITE) != 0)
+		uintptr_t page = a & ~(o->page - 1);
+		if (mprotect((void *)page, o->page, PROT_READ | PROT_WRITE) != 0)
 			return false;
 		__atomic_store_n(slot, to, __ATOMIC_RELAXED);
 		/* Back to what the loader left: RELRO is read-only. */
-		mprotect((void *)page, LG_PAGE, PROT_READ);
+		mprotect((void *)page, o->page, PROT_READ);
 		return true;
 	}
 	__atomic_store_n(slot, to, __ATOMIC_RELAXED);
@@ -141,7 +142,7 @@ static void rebind_slots(struct walk *w, const struct object *o, const ElfW(Rela
 static int rebind_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct walk *w = arg;
-	struct object o = { .base = info->dlpi_addr, .phdr = info->dlpi_phdr,
+	struct object o = { .base = info->dlpi_addr, .page = w->page, .phdr = info->dlpi_phdr,
 			    .phnum = info->dlpi_phnum };
 	const ElfW(Dyn) *dyn = NULL;
 
@@ -152,8 +153,11 @@ static int rebind_object(struct dl_phdr_info *info, size_t size, void *arg)
 		if (o.phdr[i].p_type == PT_DYNAMIC)
 			dyn = (const ElfW(Dyn) *)(o.base + o.phdr[i].p_vaddr);
 		else if (o.phdr[i].p_type == PT_GNU_RELRO) {
-			o.relro_start = (o.base + o.phdr[i].p_vaddr) & ~(uintptr_t)(LG_PAGE - 1);
-			o.relro_end = o.base + o.phdr[i].p_vaddr + o.phdr[i].p_memsz;
+			/* What the loader made read-only: whole pages, both ends rounded down (a
+			 * last partial page stays writable, and must stay so). */
+			uintptr_t start = o.base + o.phdr[i].p_vaddr;
+			o.relro_start = start & ~(o.page - 1);
+			o.relro_end = (start + o.phdr[i].p_memsz) & ~(o.page - 1);
 		}
 	}
 	if (!dyn)
@@ -198,6 +202,8 @@ void lg_alloc_rebind(void)
 		return;
 	}
 	w.self = self->l_addr;
+	long page = sysconf(_SC_PAGESIZE);
+	w.page = page > 0 && (page & (page - 1)) == 0 ? (uintptr_t)page : 4096;
 	for (unsigned k = 0; k < LG_ARRAY_SIZE(w.t); k++) {
 		struct target *t = &w.t[k];
 		if (!t->hook || !t->to || t->to == t->hook) {

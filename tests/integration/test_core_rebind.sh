@@ -1,7 +1,7 @@
 # With the heap guard off (policy or GUARD_DISABLE=1), the PLT calls to malloc, free, calloc and
 # realloc of the objects loaded at start-up go straight to the allocator (libguard/rebind.c).
-# The program looks at its own PLT slots and says which object each one calls. Checked: lazy and
-# immediate (RELRO) binding, the heap guard on (no change), a library dlopen'ed later (through
+# The program looks at its own PLT slots and says which object each one calls. Checked: lazy
+# binding and binding at load into RELRO (-z now; the page is read-only again after), the heap guard on (no change), a library dlopen'ed later (through
 # libguard, and its blocks freed by the program), fork and exec, and a program that defines
 # malloc itself (every caller stays bound to its definition).
 . "$(dirname "$0")/lib.sh"
@@ -13,7 +13,7 @@ cat > slots.h <<'C'
 #include <string.h>
 /* The object that the PLT slot of sym in the object whose name ends in obj ("" for the
  * executable) calls: the file name, "-" if there is no such slot. */
-struct q { const char *obj, *sym; const char *out; };
+struct q { const char *obj, *sym; const char *out; void *slot; };
 static int look(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct q *q = arg;
@@ -37,7 +37,8 @@ static int look(struct dl_phdr_info *info, size_t size, void *arg)
 			if (strcmp(str + syms[ELF64_R_SYM(rel[k].r_info)].st_name, q->sym) != 0)
 				continue;
 			Dl_info di;
-			void *target = *(void **)(info->dlpi_addr + rel[k].r_offset);
+			q->slot = (void *)(info->dlpi_addr + rel[k].r_offset);
+			void *target = *(void **)q->slot;
 			q->out = dladdr(target, &di) && di.dli_fname ? di.dli_fname : "?";
 			const char *slash = strrchr(q->out, '/');
 			if (slash)
@@ -48,9 +49,26 @@ static int look(struct dl_phdr_info *info, size_t size, void *arg)
 }
 static const char *slot_owner(const char *obj, const char *sym)
 {
-	struct q q = { obj, sym, NULL };
+	struct q q = { obj, sym, NULL, NULL };
 	dl_iterate_phdr(look, &q);
 	return q.out ? q.out : "-";
+}
+/* The permissions of the mapping that holds that slot ("r--p"), from /proc/self/maps. */
+static const char *slot_perms(const char *obj, const char *sym)
+{
+	static char perms[8] = "-";
+	struct q q = { obj, sym, NULL, NULL };
+	unsigned long lo, hi, at;
+	char line[512];
+	dl_iterate_phdr(look, &q);
+	FILE *f = fopen("/proc/self/maps", "r");
+	at = (unsigned long)q.slot;
+	while (q.slot && f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && at >= lo && at < hi)
+			break;
+	if (f)
+		fclose(f);
+	return perms;
 }
 C
 cat > plugin.c <<'C'
@@ -77,6 +95,7 @@ int main(int argc, char **argv)
 	free(p);
 	printf("malloc %s\nfree %s\ncalloc %s\nrealloc %s\n", slot_owner("", "malloc"),
 	       slot_owner("", "free"), slot_owner("", "calloc"), slot_owner("", "realloc"));
+	printf("perms %s\n", slot_perms("", "malloc"));
 	void *h = dlopen("./libplugin.so", RTLD_NOW);
 	if (!h)
 		return 2;
@@ -105,6 +124,8 @@ int main(int argc, char **argv)
 }
 C
 cc -D_GNU_SOURCE -O1 -I. -o prog prog.c -ldl || fail "cannot build prog"
+# Bound at load with its PLT slots in RELRO (read-only once the loader is done).
+cc -D_GNU_SOURCE -O1 -I. -Wl,-z,relro,-z,now -o prog_now prog.c -ldl || fail "cannot build prog_now"
 cat > off.json <<'J'
 { "version": 1, "heap": { "enabled": false } }
 J
@@ -116,18 +137,21 @@ expect() {   # expect LABEL FILE fn=owner...
 }
 JE=libjemalloc.so.2
 for bind in lazy now; do
-  if [ $bind = now ]; then export LD_BIND_NOW=1; fi
-  GUARD_POLICY=$T/off.json GUARD_LOG=debug guarded ./prog fork >out.off 2>err.off; rc=$?
+  prog=./prog
+  if [ $bind = now ]; then prog=./prog_now; fi
+  GUARD_POLICY=$T/off.json GUARD_LOG=debug guarded $prog fork >out.off 2>err.off; rc=$?
   [ $rc -eq 0 ] || { cat err.off; fail "heap off ($bind): exit status $rc"; }
   expect "heap off, $bind binding" out.off malloc=$JE free=$JE calloc=$JE realloc=$JE plugin=libguard.so
   grep -q "exec ok" out.off || fail "heap off ($bind): the forked child did not exec"
+  # Bound at load (RELRO), the slot's page is read-only again; lazily bound, it stays writable.
+  if [ $bind = now ]; then want=r--p; else want=rw-p; fi
+  expect "heap off, $bind binding, the slot's page" out.off perms=$want
   grep -q "heap guard off: [1-9][0-9]* PLT slots" err.off || { cat err.off; fail "heap off ($bind): no rebinding said"; }
-  GUARD_DISABLE=1 guarded ./prog >out.dis 2>&1 || fail "GUARD_DISABLE ($bind): exit status $?"
+  GUARD_DISABLE=1 guarded $prog >out.dis 2>&1 || fail "GUARD_DISABLE ($bind): exit status $?"
   expect "GUARD_DISABLE=1, $bind binding" out.dis malloc=$JE free=$JE calloc=$JE realloc=$JE
   # The heap guard on: every call still goes through libguard, which samples.
-  guarded ./prog >out.on 2>&1 || fail "default policy ($bind): exit status $?"
+  guarded $prog >out.on 2>&1 || fail "default policy ($bind): exit status $?"
   expect "default policy, $bind binding" out.on malloc=libguard.so free=libguard.so calloc=libguard.so realloc=libguard.so
-  unset LD_BIND_NOW
 done
 json_ok reports/*.json
 
