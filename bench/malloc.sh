@@ -1,8 +1,9 @@
 #!/bin/bash
 # The mixed malloc benchmark (bench/malloc.c, 2 threads) under: plain glibc, jemalloc alone,
 # libguard with every guard disabled (guard-off), libguard switched off with GUARD_DISABLE=1
-# (guard-disabled: the hooks only forward), only the heap guard at default sampling
-# (guard-heap), the default policy (guard-default: every guard on, heap sampling at 512 KiB),
+# (guard-disabled: the hooks only forward), the heap guard on but sampling nothing (guard-hooks:
+# sample_bytes 2^40, what the hooks alone cost while the heap guard is on), only the heap guard at
+# default sampling (guard-heap), the default policy (guard-default: every guard on, heap sampling at 512 KiB),
 # libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true) and
 # heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are
 # interleaved in rounds; each ratio is the median over rounds of the ratio to jemalloc alone in
@@ -37,6 +38,12 @@ cat > "$W/heap.json" <<'EOF'
   "fd": { "enabled": false }, "clock": { "enabled": false },
   "locks": { "enabled": false }, "threads": { "enabled": false } }
 EOF
+cat > "$W/hooks.json" <<'EOF'
+{ "version": 1, "report": { "at_exit": false, "signal": null },
+  "heap": { "sample_bytes": 1099511627776 },
+  "fd": { "enabled": false }, "clock": { "enabled": false },
+  "locks": { "enabled": false }, "threads": { "enabled": false } }
+EOF
 cat > "$W/every.json" <<'EOF'
 { "version": 1, "report": { "at_exit": false, "signal": null }, "heap": { "sample_bytes": 1 } }
 EOF
@@ -57,6 +64,7 @@ run() {   # run VARIANT TOUCH: prints ns/op
     guard-off) LD_PRELOAD=$LIB GUARD_POLICY=$W/off.json "$W/malloc" $a ;;
     guard-disabled) LD_PRELOAD=$LIB GUARD_DISABLE=1 "$W/malloc" $a ;;
     guard-default) LD_PRELOAD=$LIB GUARD_POLICY=$W/default.json "$W/malloc" $a ;;
+    guard-hooks)   LD_PRELOAD=$LIB GUARD_POLICY=$W/hooks.json "$W/malloc" $a ;;
     guard-heap)    LD_PRELOAD=$LIB GUARD_POLICY=$W/heap.json "$W/malloc" $a ;;
     guard-every)   LD_PRELOAD=$LIB GUARD_POLICY=$W/every.json "$W/malloc" $a ;;
     je-prof)   (cd "$W" && LD_PRELOAD=$JE MALLOC_CONF=prof:true,prof_final:false "$W/malloc" $a) ;;
@@ -64,7 +72,7 @@ run() {   # run VARIANT TOUCH: prints ns/op
   esac
 }
 
-variants="glibc jemalloc guard-off guard-disabled guard-heap guard-default guard-every"
+variants="glibc jemalloc guard-off guard-disabled guard-hooks guard-heap guard-default guard-every"
 [ $prof = yes ] && variants="$variants je-prof"
 [ $have_heaptrack = yes ] && variants="$variants heaptrack"
 for touch in $TOUCHES; do
