@@ -11,11 +11,14 @@
  * What is left alone, and keeps going through the hooks (which stay correct):
  *   - a slot that does not hold our own hook: the program (or another preloaded library)
  *     defines the function itself, or bound it elsewhere;
- *   - a slot not yet bound (lazy binding) unless the global lookup of the name would give our
- *     hook, as the loader's own lookup would;
+ *   - a slot not yet bound (lazy binding), unless the loader's own lookup would give our hook:
+ *     the object was loaded at start-up (so it looks in the global scope first; one dlopen'ed
+ *     earlier, e.g. by a library's constructor, may be RTLD_DEEPBIND), does not define the
+ *     symbol itself, and the global lookup of the name gives our hook;
  *   - GLOB_DAT slots (code built with -fno-plt, and function pointers): the address of malloc
  *     must stay the same everywhere, and these slots also serve to take it;
- *   - objects loaded later (dlopen), and libguard itself.
+ *   - objects loaded later (dlopen), libguard itself, and everything when LD_AUDIT (an audit
+ *     module sees and may redirect unbound PLT calls) or LD_BIND_NOT is set.
  * A slot in a RELRO segment (the object was bound at load: -z now) is made writable for the one
  * store and read-only again. Each store is one aligned 8-byte word: a thread calling through the
  * slot meanwhile jumps to either function, and both do the same.
@@ -27,6 +30,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -55,25 +59,65 @@ struct target {
 	bool global;      /* the global lookup of name gives our hook (a lazy slot would bind it) */
 };
 
-struct walk {
-	struct target t[4];
-	uintptr_t page;   /* the page size (not LG_PAGE: RELRO is protected in the system's pages) */
-	uintptr_t self;   /* libguard's load address: skipped */
-	unsigned slots, objects;
-	bool failed;
-};
-
+/* An object as the walks see it. */
 struct object {
 	uintptr_t base, page;
 	const ElfW(Phdr) *phdr;
 	ElfW(Half) phnum;
 	uintptr_t relro_start, relro_end;
+	const ElfW(Dyn) *dyn;
+	bool dyn_relocated;   /* glibc relocated its dynamic entries in place */
 };
 
-/* A dynamic entry's address: glibc relocates most of them in place, the vDSO's are not. */
+/* Objects loaded at start-up: the executable, the preloaded libraries and what they need, found
+ * by DT_NEEDED against DT_SONAME (or file name). Their lookup scope is the global one, so "the
+ * global lookup gives our hook" says what a lazy slot of theirs would be bound to. An object
+ * dlopen'ed before libguard's init (a library's constructor, or a program before guard_start)
+ * may have been opened with RTLD_DEEPBIND and look in its own dependencies first: its lazy slots
+ * are left alone. */
+#define STARTUP_MAX 512u
+struct startup {
+	uintptr_t base;
+	const char *name, *soname;
+	const ElfW(Dyn) *dyn;
+	uintptr_t strtab;
+	bool in;
+};
+
+struct walk {
+	struct target t[4];
+	uintptr_t page;   /* the page size (not LG_PAGE: RELRO is protected in the system's pages) */
+	uintptr_t self;   /* libguard's load address: skipped */
+	struct startup *objs;
+	unsigned nobjs;
+	unsigned slots, objects;
+	bool failed;
+};
+
+/* glibc relocates an object's dynamic entries in place when it has a load bias and its
+ * PT_DYNAMIC is writable (elf_get_dynamic_info, l_ld_readonly); the vDSO's are read-only. */
 static uintptr_t dyn_ptr(const struct object *o, ElfW(Addr) v)
 {
-	return v < o->base ? o->base + v : v;
+	return o->dyn_relocated ? v : o->base + v;
+}
+
+static void object_init(struct object *o, const struct dl_phdr_info *info, uintptr_t page)
+{
+	*o = (struct object){ .base = info->dlpi_addr, .page = page, .phdr = info->dlpi_phdr,
+			      .phnum = info->dlpi_phnum };
+	for (ElfW(Half) i = 0; i < o->phnum; i++) {
+		const ElfW(Phdr) *ph = &o->phdr[i];
+		if (ph->p_type == PT_DYNAMIC) {
+			o->dyn = (const ElfW(Dyn) *)(o->base + ph->p_vaddr);
+			o->dyn_relocated = o->base != 0 && (ph->p_flags & PF_W);
+		} else if (ph->p_type == PT_GNU_RELRO) {
+			/* What the loader made read-only: whole pages, both ends rounded down (a
+			 * last partial page stays writable, and must stay so). */
+			uintptr_t start = o->base + ph->p_vaddr;
+			o->relro_start = start & ~(page - 1);
+			o->relro_end = (start + ph->p_memsz) & ~(page - 1);
+		}
+	}
 }
 
 /* Whether addr lies in one of the object's executable segments: a lazy slot not bound yet
@@ -90,6 +134,114 @@ static bool in_text(const struct object *o, uintptr_t addr)
 	}
 	return false;
 }
+
+/* ---- objects loaded at start-up ---- */
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct walk *w = arg;
+	struct object o;
+
+	(void)size;
+	if (w->nobjs >= STARTUP_MAX)
+		return 0;   /* beyond: not counted as loaded at start-up (lazy slots left alone) */
+	object_init(&o, info, w->page);
+	struct startup *e = &w->objs[w->nobjs++];
+	*e = (struct startup){ .base = o.base, .name = info->dlpi_name ? info->dlpi_name : "",
+			       .dyn = o.dyn };
+	uintptr_t soname = 0;
+	bool has_soname = false;
+	for (const ElfW(Dyn) *d = o.dyn; d && d->d_tag != DT_NULL; d++) {
+		if (d->d_tag == DT_STRTAB)
+			e->strtab = dyn_ptr(&o, d->d_un.d_ptr);
+		else if (d->d_tag == DT_SONAME) {
+			soname = d->d_un.d_val;
+			has_soname = true;
+		}
+	}
+	if (!e->strtab)
+		e->dyn = NULL;
+	else if (has_soname)
+		e->soname = (const char *)(e->strtab + soname);
+	return 0;
+}
+
+/* Whether an LD_PRELOAD entry names the object at path (ld.so reads the list as entries
+ * separated by spaces or colons; compared here by file name). */
+static bool preloaded_name(const char *preload, const char *path)
+{
+	const char *want = base_name(path);
+	size_t len = strlen(want);
+
+	if (!preload || !len)
+		return false;
+	for (const char *p = preload; *p;) {
+		size_t n = strcspn(p, " :");
+		const char *entry = p;
+		for (const char *q = p; q < p + n; q++)
+			if (*q == '/')
+				entry = q + 1;
+		if ((size_t)(p + n - entry) == len && memcmp(entry, want, len) == 0)
+			return true;
+		p += n;
+		p += strspn(p, " :");
+	}
+	return false;
+}
+
+static bool needs(const struct startup *from, const struct startup *to)
+{
+	for (const ElfW(Dyn) *d = from->dyn; d && d->d_tag != DT_NULL; d++) {
+		if (d->d_tag != DT_NEEDED)
+			continue;
+		const char *needed = (const char *)(from->strtab + d->d_un.d_val);
+		if ((to->soname && strcmp(to->soname, needed) == 0) ||
+		    strcmp(base_name(to->name), needed) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void mark_startup(struct walk *w)
+{
+	const char *preload = getenv("LD_PRELOAD");
+	bool changed = true;
+
+	/* dl_iterate_phdr lists the executable first. */
+	for (unsigned i = 0; i < w->nobjs; i++) {
+		struct startup *e = &w->objs[i];
+		e->in = i == 0 || e->base == w->self || preloaded_name(preload, e->name);
+	}
+	while (changed) {
+		changed = false;
+		for (unsigned i = 0; i < w->nobjs; i++) {
+			if (!w->objs[i].in)
+				continue;
+			for (unsigned j = 0; j < w->nobjs; j++) {
+				if (!w->objs[j].in && needs(&w->objs[i], &w->objs[j])) {
+					w->objs[j].in = true;
+					changed = true;
+				}
+			}
+		}
+	}
+}
+
+static bool loaded_at_startup(const struct walk *w, uintptr_t base)
+{
+	for (unsigned i = 0; i < w->nobjs; i++)
+		if (w->objs[i].base == base)
+			return w->objs[i].in;
+	return false;
+}
+
+/* ---- rebinding ---- */
 
 static bool store_slot(const struct object *o, void **slot, void *to)
 {
@@ -108,8 +260,13 @@ static bool store_slot(const struct object *o, void **slot, void *to)
 	return true;
 }
 
-static void rebind_slots(struct walk *w, const struct object *o, const ElfW(Rela) *rel, size_t n,
-			 const ElfW(Sym) *symtab, const char *strtab, size_t strsz)
+/* A slot is pointed at the allocator if it holds our hook (the loader bound it to us: the
+ * allocator is what the hook would call), or, not bound yet, if the loader would bind it to us:
+ * the object was loaded at start-up, does not define the symbol itself, and the global lookup
+ * gives our hook. */
+static void rebind_slots(struct walk *w, const struct object *o, bool startup,
+			 const ElfW(Rela) *rel, size_t n, const ElfW(Sym) *symtab,
+			 const char *strtab, size_t strsz)
 {
 	unsigned done = 0;
 
@@ -126,7 +283,9 @@ static void rebind_slots(struct walk *w, const struct object *o, const ElfW(Rela
 				continue;
 			void **slot = (void **)(o->base + rel[i].r_offset);
 			uintptr_t v = (uintptr_t)__atomic_load_n(slot, __ATOMIC_RELAXED);
-			if (v == (uintptr_t)t->hook || (t->global && in_text(o, v))) {
+			bool lazy = startup && t->global && sym->st_shndx == SHN_UNDEF &&
+				    in_text(o, v);
+			if (v == (uintptr_t)t->hook || lazy) {
 				if (store_slot(o, slot, t->to))
 					done++;
 				else
@@ -142,30 +301,18 @@ static void rebind_slots(struct walk *w, const struct object *o, const ElfW(Rela
 static int rebind_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct walk *w = arg;
-	struct object o = { .base = info->dlpi_addr, .page = w->page, .phdr = info->dlpi_phdr,
-			    .phnum = info->dlpi_phnum };
-	const ElfW(Dyn) *dyn = NULL;
+	struct object o;
 
 	(void)size;
-	if (o.base == w->self)
+	if (info->dlpi_addr == w->self)
 		return 0;
-	for (ElfW(Half) i = 0; i < o.phnum; i++) {
-		if (o.phdr[i].p_type == PT_DYNAMIC)
-			dyn = (const ElfW(Dyn) *)(o.base + o.phdr[i].p_vaddr);
-		else if (o.phdr[i].p_type == PT_GNU_RELRO) {
-			/* What the loader made read-only: whole pages, both ends rounded down (a
-			 * last partial page stays writable, and must stay so). */
-			uintptr_t start = o.base + o.phdr[i].p_vaddr;
-			o.relro_start = start & ~(o.page - 1);
-			o.relro_end = (start + o.phdr[i].p_memsz) & ~(o.page - 1);
-		}
-	}
-	if (!dyn)
+	object_init(&o, info, w->page);
+	if (!o.dyn)
 		return 0;
 	uintptr_t jmprel = 0, symtab = 0, strtab = 0;
 	size_t pltrelsz = 0, strsz = 0;
 	ElfW(Sxword) pltrel = 0;
-	for (; dyn->d_tag != DT_NULL; dyn++) {
+	for (const ElfW(Dyn) *dyn = o.dyn; dyn->d_tag != DT_NULL; dyn++) {
 		switch (dyn->d_tag) {
 		case DT_JMPREL: jmprel = dyn_ptr(&o, dyn->d_un.d_ptr); break;
 		case DT_PLTRELSZ: pltrelsz = dyn->d_un.d_val; break;
@@ -178,9 +325,16 @@ static int rebind_object(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	if (!jmprel || !symtab || !strtab || pltrel != DT_RELA)
 		return 0;
-	rebind_slots(w, &o, (const ElfW(Rela) *)jmprel, pltrelsz / sizeof(ElfW(Rela)),
-		     (const ElfW(Sym) *)symtab, (const char *)strtab, strsz);
+	rebind_slots(w, &o, loaded_at_startup(w, o.base), (const ElfW(Rela) *)jmprel,
+		     pltrelsz / sizeof(ElfW(Rela)), (const ElfW(Sym) *)symtab,
+		     (const char *)strtab, strsz);
 	return 0;
+}
+
+static bool env_set(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v;
 }
 
 void lg_alloc_rebind(void)
@@ -196,6 +350,13 @@ void lg_alloc_rebind(void)
 	Dl_info info;
 	struct link_map *self = NULL;
 
+	/* An audit module sees (and may redirect) every PLT call that stays unbound, and
+	 * LD_BIND_NOT asks that slots stay as they are: both are left to the loader. */
+	if (env_set("LD_AUDIT") || env_set("LD_BIND_NOT")) {
+		lg_debug("heap guard off: LD_AUDIT or LD_BIND_NOT is set, so the PLT slots are left "
+			 "as the loader keeps them (allocations go through libguard's hooks)");
+		return;
+	}
 	lg_enter();
 	if (!dladdr1((void *)lg_alloc_rebind, &info, (void **)&self, RTLD_DL_LINKMAP) || !self) {
 		lg_leave();
@@ -212,7 +373,13 @@ void lg_alloc_rebind(void)
 		}
 		t->global = dlsym(RTLD_DEFAULT, t->name) == t->hook;
 	}
+	w.objs = lg_mem_calloc(STARTUP_MAX, sizeof(*w.objs));
+	if (w.objs) {
+		dl_iterate_phdr(collect_object, &w);
+		mark_startup(&w);
+	}
 	dl_iterate_phdr(rebind_object, &w);
+	lg_mem_free(w.objs);
 	lg_leave();
 	lg_debug("heap guard off: %u PLT slots of malloc/free/calloc/realloc in %u objects now call "
 		 "the allocator directly%s", w.slots, w.objects,

@@ -187,4 +187,83 @@ for bind in lazy now; do
   cmp -s out.plain out.own || { cat out.plain out.own; fail "under libguard ($bind binding), the plugin did not call the program's own malloc as often as without it"; }
   unset LD_BIND_NOW
 done
+
+# Libraries dlopen'ed with RTLD_DEEPBIND by a constructor that runs before libguard's init: one
+# defines malloc and free itself (its slots are bound to them), one is bound lazily and needs a
+# library that defines them (the loader would bind its slots there). Neither may be pointed at
+# the allocator: blocks from glibc would reach jemalloc.
+cat > deepown.c <<'C'
+#include <stddef.h>
+extern void *__libc_malloc(size_t); extern void __libc_free(void *);
+long own_calls;
+void *malloc(size_t n) { own_calls++; return __libc_malloc(n); }
+void free(void *p) { own_calls++; __libc_free(p); }
+void *keep(size_t n) { return malloc(n); }
+void drop(void *p) { free(p); }
+C
+cat > deepdep.c <<'C'
+#include <stddef.h>
+extern void *__libc_malloc(size_t); extern void __libc_free(void *);
+long own_calls;
+void *malloc(size_t n) { own_calls++; return __libc_malloc(n); }
+void free(void *p) { own_calls++; __libc_free(p); }
+C
+cat > deepuser.c <<'C'
+#include <stdlib.h>
+void *keep(size_t n) { return malloc(n); }
+void drop(void *p) { free(p); }
+C
+cat > deepinit.c <<'C'
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+void *blocks[100];
+void (*drop_fn)(void *);
+long *calls;
+__attribute__((constructor)) static void init(void)
+{
+	const char *lib = getenv("DEEP_LIB");
+	void *h = lib ? dlopen(lib, RTLD_LAZY | RTLD_DEEPBIND) : NULL;
+	if (!h)
+		return;
+	void *(*keep)(size_t) = (void *(*)(size_t))dlsym(h, "keep");
+	drop_fn = (void (*)(void *))dlsym(h, "drop");
+	calls = (long *)dlsym(h, "own_calls");
+	for (int i = 0; i < 100; i++)
+		blocks[i] = keep(1000 + i);   /* drop is not called yet: its free slot stays lazy */
+}
+C
+cat > deep.c <<'C'
+#include <stdio.h>
+extern void *blocks[100];
+extern void (*drop_fn)(void *);
+extern long *calls;
+int main(void)
+{
+	if (!drop_fn || !calls)
+		return 2;
+	for (int i = 0; i < 100; i++)
+		drop_fn(blocks[i]);
+	printf("own calls %ld\n", *calls);
+	return 0;
+}
+C
+cc -shared -fPIC -o libdeepown.so deepown.c || fail "cannot build libdeepown.so"
+cc -shared -fPIC -o libdeepdep.so deepdep.c || fail "cannot build libdeepdep.so"
+cc -shared -fPIC -Wl,-z,lazy -o libdeepuser.so deepuser.c -L. -ldeepdep -Wl,-rpath,"$T" || fail "cannot build libdeepuser.so"
+cc -shared -fPIC -o libdeepinit.so deepinit.c -ldl || fail "cannot build libdeepinit.so"
+cc -o deep deep.c -L. -ldeepinit -Wl,-rpath,"$T" || fail "cannot build deep"
+for lib in libdeepown.so libdeepuser.so; do
+  DEEP_LIB=$T/$lib ./deep >out.plain 2>&1 || fail "$lib without libguard: exit status $?"
+  grep -qx "own calls 200" out.plain || fail "$lib without libguard: $(cat out.plain)"
+  for how in GUARD_DISABLE=1 GUARD_POLICY=$T/off.json; do
+    env DEEP_LIB=$T/$lib $how LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports ./deep >out.deep 2>&1; rc=$?
+    [ $rc -eq 0 ] || { cat out.deep; fail "$lib dlopen'ed with RTLD_DEEPBIND, $how: exit status $rc"; }
+    cmp -s out.plain out.deep || { cat out.deep; fail "$lib dlopen'ed with RTLD_DEEPBIND, $how: its own malloc/free was not kept"; }
+  done
+done
+
+# LD_BIND_NOT: the loader never writes a slot, and neither does libguard.
+GUARD_POLICY=$T/off.json LD_BIND_NOT=1 guarded ./prog >out.bindnot 2>&1 || fail "LD_BIND_NOT: exit status $?"
+grep -q "^malloc $JE" out.bindnot && { cat out.bindnot; fail "LD_BIND_NOT: a slot was rebound"; }
 echo "ok: heap off calls the allocator straight from the PLT; heap on, later dlopens and a program's own malloc are left alone"
