@@ -7,8 +7,10 @@
  * (is the block in the heap guard's address range, i.e. sampled?) plus the indirect call. The
  * slow path makes the allocation itself, so that an enforced heap.max_bytes can refuse it.
  *
- * The slow paths are never tail calls (SLOW): the heap guard captures the stack skipping exactly
- * its own frame and the hook's, so every hook must keep its frame on the stack.
+ * The slow paths get the hook's return address (RET), so a sampled block's stack starts at the
+ * hook's caller however the hook reached them: a tail jump (malloc, calloc, realloc: the hook's
+ * frame is gone, and libunwind has one frame fewer to cross) or a call (posix_memalign, which
+ * has work left after it).
  */
 #include "libguard/internal.h"
 
@@ -19,12 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLOW(call)                                                                               \
-	({                                                                                       \
-		void *slow_ = (call);                                                            \
-		__asm__ volatile("" : "+r"(slow_));                                              \
-		slow_;                                                                           \
-	})
+#define RET __builtin_return_address(0)
 
 /* true when this allocation of size bytes must take the slow path. */
 static inline bool countdown(size_t size)
@@ -35,7 +32,7 @@ static inline bool countdown(size_t size)
 static inline __attribute__((always_inline)) void *do_malloc(size_t size)
 {
 	if (countdown(size))
-		return SLOW(lg_heap_alloc_slow(LG_HEAP_MALLOC, 0, size));
+		return lg_heap_alloc_slow(LG_HEAP_MALLOC, 0, size, RET);
 	return lg_alloc.malloc(size);
 }
 
@@ -47,14 +44,14 @@ static inline __attribute__((always_inline)) void *do_realloc(void *p, size_t si
 	 * a sampled block, which only it can). */
 	bool slow = countdown(size);
 	if (LG_UNLIKELY(slow | lg_heap_in_region(p)))
-		return SLOW(lg_heap_realloc_slow(p, size));
+		return lg_heap_realloc_slow(p, size, RET);
 	return lg_alloc.realloc(p, size);
 }
 
 static inline __attribute__((always_inline)) void *do_memalign(size_t align, size_t size)
 {
 	if (countdown(size))
-		return SLOW(lg_heap_alloc_slow(LG_HEAP_MEMALIGN, align, size));
+		return lg_heap_alloc_slow(LG_HEAP_MEMALIGN, align, size, RET);
 	return lg_alloc.memalign(align, size);
 }
 
@@ -82,7 +79,7 @@ LG_EXPORT void *calloc(size_t n, size_t size)
 		return NULL;
 	}
 	if (countdown(total))
-		return SLOW(lg_heap_alloc_slow(LG_HEAP_CALLOC, n, size));
+		return lg_heap_alloc_slow(LG_HEAP_CALLOC, n, size, RET);
 	return lg_alloc.calloc(n, size);
 }
 

@@ -727,11 +727,11 @@ static bool decide(size_t size)
 }
 
 /* Refused by heap.max_bytes (on_max fail): this thread checks every allocation until the
- * estimate is back under the ceiling. Inlined, so the stack it captures skips the same frames. */
-static inline __attribute__((always_inline)) void *refuse(void)
+ * estimate is back under the ceiling. ret: the hook's return address. */
+static inline __attribute__((always_inline)) void *refuse(const void *ret)
 {
 	if (!atomic_exchange(&heap.over_max, 1)) {
-		uint32_t stack = lg_stack_capture_inline(1);
+		uint32_t stack = lg_stack_capture_at(ret, 0);
 		lg_violation("heap.max", stack);
 	}
 	armed = false;
@@ -740,7 +740,7 @@ static inline __attribute__((always_inline)) void *refuse(void)
 	return NULL;
 }
 
-void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size)
+void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size, const void *ret)
 {
 	size_t total = size;
 
@@ -752,11 +752,11 @@ void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size)
 	int saved = errno;
 	bool sampled = decide(total);
 	if (LG_UNLIKELY(refuse_over_max(total)))
-		return refuse();
+		return refuse(ret);
 	if (!sampled)
 		return do_alloc(op, arg, size);
-	/* Captured here (inlined), above the hook: the first frame is the caller of malloc. */
-	uint32_t stack = lg_stack_capture_inline(1);
+	/* Captured here (inlined): the first frame is the caller of malloc. */
+	uint32_t stack = lg_stack_capture_at(ret, 0);
 	void *p = block_alloc(total, op == LG_HEAP_MEMALIGN ? arg : 0, op == LG_HEAP_CALLOC, stack);
 	if (!p)
 		return do_alloc(op, arg, size);
@@ -769,7 +769,7 @@ void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size)
  * size (sampled with probability 1 - exp(-size/m), by the countdown). A sampled block that stays
  * sampled keeps the stack of its first allocation; with every allocation sampled, it always
  * does. A block moves into or out of the range by copy. */
-void *lg_heap_realloc_slow(void *p, size_t size)
+void *lg_heap_realloc_slow(void *p, size_t size, const void *ret)
 {
 	bool had = lg_heap_in_region(p);
 
@@ -784,7 +784,7 @@ void *lg_heap_realloc_slow(void *p, size_t size)
 	bool sampled = decide(size);
 	size_t old = had ? hdr_of(p)->size : 0;
 	if (LG_UNLIKELY(refuse_over_max(size) && size > old))
-		return refuse();
+		return refuse(ret);
 	void *q;
 	if (had && sampled) {
 		q = sampled_realloc(p, size);
@@ -793,7 +793,7 @@ void *lg_heap_realloc_slow(void *p, size_t size)
 		if (q)
 			block_move_out(p, q, size);
 	} else if (sampled && size) {
-		uint32_t stack = lg_stack_capture_inline(1);
+		uint32_t stack = lg_stack_capture_at(ret, 0);
 		q = block_alloc(size, 0, false, stack);
 		if (q) {
 			size_t have = lg_alloc.usable_size(p);

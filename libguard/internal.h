@@ -240,16 +240,18 @@ uint32_t lg_stack_capture(unsigned skip);
 /* lg_stack_capture in two halves, for a slow path that inlines the capture: every capture
  * unwinds each frame it crosses (~8 ns each, more when cold), and inlined it has no frame of its
  * own. lg_stack_want: how many frames to unwind for skip (0: no capture now);
- * lg_stack_intern_from: the frames above the inlining function's return address ret, less skip
- * more, interned. */
+ * lg_stack_intern_from: the frames above the return address ret, less skip more, interned. */
 #define LG_STACK_BUF (LG_STACK_MAX_DEPTH + 20)
 int unw_backtrace(void **frames, int max);   /* libunwind.h, without its other declarations */
 int lg_stack_want(unsigned skip);
 uint32_t lg_stack_intern_from(void *const *frames, int n, const void *ret, unsigned skip);
 
-/* The capture itself: skip counts frames above the caller of the function this is inlined into
- * (0: that caller is the first frame recorded). */
-static inline __attribute__((always_inline)) uint32_t lg_stack_capture_inline(unsigned skip)
+/* The capture itself, inlined: the stack recorded starts at the frame that ret returns to,
+ * skip frames further out. A hook passes its own return address (__builtin_return_address(0)),
+ * so its caller is the first frame whether the hook reached the slow path by a call or by a
+ * tail jump (which leaves one frame fewer to unwind). */
+static inline __attribute__((always_inline)) uint32_t lg_stack_capture_at(const void *ret,
+									  unsigned skip)
 {
 	void *frames[LG_STACK_BUF];
 	int want = lg_stack_want(skip), n;
@@ -262,7 +264,7 @@ static inline __attribute__((always_inline)) uint32_t lg_stack_capture_inline(un
 	lg_enter();
 	n = unw_backtrace(frames, want);
 	lg_leave();
-	return lg_stack_intern_from(frames, n, __builtin_return_address(0), skip);
+	return lg_stack_intern_from(frames, n, ret, skip);
 }
 /* Frames of an interned stack, innermost first. Returns the count (0 for an unknown id). */
 uint32_t lg_stack_frames(uint32_t id, const uintptr_t **frames);
@@ -348,10 +350,11 @@ uint64_t lg_threads_live(void);
 enum lg_heap_op { LG_HEAP_MALLOC = 0, LG_HEAP_CALLOC = 1, LG_HEAP_MEMALIGN = 2 };
 /* The countdown went below zero. MALLOC: (0, size); CALLOC: (n, size); MEMALIGN: (align, size).
  * Returns what the allocator returned, errno intact, or NULL + ENOMEM when an enforced
- * heap.max_bytes refuses it. */
-void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size);
+ * heap.max_bytes refuses it. ret: the hook's return address (a sampled block's stack starts at
+ * the hook's caller); the hook may jump here as a tail call. */
+void *lg_heap_alloc_slow(enum lg_heap_op op, size_t arg, size_t size, const void *ret);
 /* realloc(p != NULL) whose countdown went below zero or whose p is in the range. */
-void *lg_heap_realloc_slow(void *p, size_t size);
+void *lg_heap_realloc_slow(void *p, size_t size, const void *ret);
 /* free and malloc_usable_size of a p in the range. */
 void lg_heap_free(void *p);
 size_t lg_heap_usable_size(void *p);

@@ -391,7 +391,7 @@ uint32_t lg_stack_intern_from(void *const *frames, int n, const void *ret, unsig
 /* noinline: the capture needs a frame of its own, whose return address leads to the caller. */
 __attribute__((noinline)) uint32_t lg_stack_capture(unsigned skip)
 {
-	return lg_stack_capture_inline(skip);
+	return lg_stack_capture_at(__builtin_return_address(0), skip);
 }
 
 uint32_t lg_stack_frames(uint32_t id, const uintptr_t **frames)

@@ -31,7 +31,7 @@ static NOINLINE void *hook_malloc(size_t size)
 {
 	lg_tls.heap_countdown -= (int64_t)size;
 	if (lg_tls.heap_countdown < 0)
-		return lg_heap_alloc_slow(LG_HEAP_MALLOC, 0, size);
+		return lg_heap_alloc_slow(LG_HEAP_MALLOC, 0, size, __builtin_return_address(0));
 	return lg_alloc.malloc(size);
 }
 
@@ -39,7 +39,7 @@ static NOINLINE void *hook_realloc(void *p, size_t size)
 {
 	lg_tls.heap_countdown -= (int64_t)size;
 	if (lg_tls.heap_countdown < 0 || lg_heap_in_region(p))
-		return lg_heap_realloc_slow(p, size);
+		return lg_heap_realloc_slow(p, size, __builtin_return_address(0));
 	return lg_alloc.realloc(p, size);
 }
 
@@ -349,7 +349,7 @@ static void test_heap_thread_cache_counts_in_self_bytes(void **state)
 static void test_heap_realloc_keeps_usable_bytes_and_fails_cleanly(void **state)
 {
 	(void)state;
-	unsigned char *a = lg_heap_alloc_slow(LG_HEAP_MEMALIGN, 64, 100);
+	unsigned char *a = lg_heap_alloc_slow(LG_HEAP_MEMALIGN, 64, 100, __builtin_return_address(0));
 	size_t usable = lg_heap_usable_size(a);
 
 	assert_true(lg_heap_in_region(a));
@@ -424,7 +424,7 @@ static void test_heap_sampled_blocks_live_in_the_range(void **state)
 	lg_alloc.free(own);
 	assert_false(lg_heap_in_region(NULL));
 
-	void *a = lg_heap_alloc_slow(LG_HEAP_MEMALIGN, 4096, 100);
+	void *a = lg_heap_alloc_slow(LG_HEAP_MEMALIGN, 4096, 100, __builtin_return_address(0));
 	assert_true(lg_heap_in_region(a));
 	assert_true((uintptr_t)a % 4096 == 0);
 	assert_true(lg_heap_record_of(a, &size, &stack));
@@ -439,7 +439,7 @@ static void test_heap_sampled_blocks_live_in_the_range(void **state)
 	for (int i = 0; i < 100; i++)
 		assert_int_equal((unsigned char)b[i], 0x5a);
 
-	unsigned char *z = lg_heap_alloc_slow(LG_HEAP_CALLOC, 10, 100);
+	unsigned char *z = lg_heap_alloc_slow(LG_HEAP_CALLOC, 10, 100, __builtin_return_address(0));
 	assert_true(lg_heap_in_region(z));
 	for (int i = 0; i < 1000; i++)
 		assert_int_equal(z[i], 0);
