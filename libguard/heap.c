@@ -53,6 +53,7 @@
 
 #define HDR 16u
 #define HDR_MAGIC 0x6c67u
+#define OVER8_NONE 255u   /* the overhead does not fit in hdr.over8: computed again at free */
 /* Sampling this dense or denser: a shard and a thread cache per thread for the sampled blocks
  * (without a cache, each sampled block takes the arena's bin lock). */
 #define DENSE_MEAN 16384u
@@ -67,7 +68,7 @@ struct hdr {
 	uint64_t size;      /* what the program asked for */
 	uint32_t stack;     /* the site: the stack of the block's first allocation */
 	uint8_t off_log2;   /* the program's pointer is at the block's start + 1 << off_log2 */
-	uint8_t pad;
+	uint8_t over8;      /* overhead_of(the block) / 8 as counted, or OVER8_NONE */
 	uint16_t magic;
 };
 
@@ -386,7 +387,16 @@ static void account(struct tstate *t, struct hdr *h, int sign)
 	/* heap.max_bytes asks at every sample: one shared atomic then, not a walk of the shards. */
 	if (heap.max_bytes)
 		atomic_fetch_add_explicit(&heap.live_est, b, memory_order_relaxed);
-	counter_add(sh, &sh->overhead, overhead_of(h) * sign);
+	/* Counted when the block is made, kept for its free (the same figure, computed once). */
+	int64_t over;
+	if (sign > 0) {
+		over = overhead_of(h);
+		h->over8 = over >= 0 && over % 8 == 0 && over / 8 < OVER8_NONE ? (uint8_t)(over / 8)
+									      : OVER8_NONE;
+	} else {
+		over = h->over8 != OVER8_NONE ? (int64_t)h->over8 * 8 : overhead_of(h);
+	}
+	counter_add(sh, &sh->overhead, over * sign);
 }
 
 /* The sum of one total over every shard. */
