@@ -817,8 +817,10 @@ void *lg_heap_realloc_slow(void *p, size_t size, const void *ret)
 	}
 	if (!q)
 		return NULL;
+	/* q may have ended up outside the range (the range was full, the resize failed): no
+	 * header to read then. */
 	if (sampled)
-		check_over_max(hdr_of(q)->stack);
+		check_over_max(lg_heap_in_region(q) ? hdr_of(q)->stack : 0);
 	errno = saved;
 	return q;
 }
@@ -873,8 +875,9 @@ uint64_t lg_heap_dropped(void)
 
 /* fork: the child's heap is a copy of the parent's, so it keeps the sampled blocks and their
  * sums (jemalloc's own fork handlers take care of the arena); it must not inherit a lock held by
- * a thread that does not exist in it (growth lock, then shards lock: a growth window holds the
- * first while it takes the second). pthread_atfork runs this prepare after the
+ * a thread that does not exist in it (growth lock, then shards lock; nothing else holds both:
+ * a growth window reads the sums under the shards lock and releases it before it takes the
+ * growth lock). pthread_atfork runs this prepare after the
  * runtime's (which takes the report lock, taken before this one by a report). */
 static void atfork_prepare(void)
 {
