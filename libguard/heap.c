@@ -68,7 +68,7 @@ struct hdr {
 	uint64_t size;      /* what the program asked for */
 	uint32_t stack;     /* the site: the stack of the block's first allocation */
 	uint8_t off_log2;   /* the program's pointer is at the block's start + 1 << off_log2 */
-	uint8_t over8;      /* overhead_of(the block) / 8 as counted, or OVER8_NONE */
+	uint8_t over8;      /* lg_heap_block_overhead / 8 as counted, or OVER8_NONE */
 	uint16_t magic;
 };
 
@@ -181,43 +181,6 @@ static inline void counter_add(const struct shard *sh, _Atomic int64_t *c, int64
 static void shard_fold(struct shard *into, struct shard *from);
 static void tstate_exit(void *v);
 
-/* The thread caches of dense sampling are jemalloc metadata of ~28 KiB each (their bins'
- * stacks, in arena 0), in no arena's allocated bytes: self_bytes counts them, at the size the
- * first few creations measured (the smallest growth of arena 0's internal bytes across one; a
- * thread that starts meanwhile can only make it larger). */
-#define TCACHE_MEASURES 8
-static _Atomic int64_t tcache_each, tcaches_live;
-static _Atomic int tcache_measured;
-
-/* Arena 0's internal bytes now, or -1 once measuring is done (or impossible). */
-static int64_t tcache_measure(void)
-{
-	if (atomic_load_explicit(&tcache_measured, memory_order_relaxed) >= TCACHE_MEASURES)
-		return -1;
-	uint64_t epoch = 1;
-	size_t v = 0, sz = sizeof(epoch);
-	if (mallctl("epoch", &epoch, &sz, &epoch, sz) != 0)
-		return -1;
-	sz = sizeof(v);
-	return mallctl("stats.arenas.0.internal", &v, &sz, NULL, 0) == 0 ? (int64_t)v : -1;
-}
-
-/* A cache made (n 1; before: tcache_measure() just before it) or destroyed (n -1). */
-static void tcache_count(int64_t before, int n)
-{
-	atomic_fetch_add_explicit(&tcaches_live, n, memory_order_relaxed);
-	if (before < 0)
-		return;
-	int64_t after = tcache_measure(), grew = after - before, cur;
-	atomic_fetch_add_explicit(&tcache_measured, 1, memory_order_relaxed);
-	if (after < 0 || grew <= 0)
-		return;
-	cur = atomic_load_explicit(&tcache_each, memory_order_relaxed);
-	while ((cur == 0 || grew < cur) &&
-	       !atomic_compare_exchange_weak(&tcache_each, &cur, grew))
-		;
-}
-
 /* This thread's state (dense sampling), made at its first sampled event; NULL: use the shared
  * shard and no thread cache. */
 static struct tstate *tstate_get(void)
@@ -232,18 +195,9 @@ static struct tstate *tstate_get(void)
 		return NULL;
 	t->shard.owned = true;
 	lg_enter();
-	unsigned tc;
-	size_t sz = sizeof(tc);
-	int64_t before = tcache_measure();
-	if (mallctl("tcache.create", &tc, &sz, NULL, 0) == 0) {
-		t->tcache = (int)tc + 1;
-		tcache_count(before, 1);
-	}
+	t->tcache = lg_heap_tcache_create();
 	if (pthread_setspecific(heap.key, t) != 0) {
-		if (t->tcache) {
-			mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
-			tcache_count(-1, -1);
-		}
+		lg_heap_tcache_destroy(t->tcache);
 		lg_leave();
 		lg_mem_free(t);
 		return NULL;
@@ -266,11 +220,7 @@ static void tstate_exit(void *v)
 
 	self = (struct tstate *)-1;
 	lg_enter();
-	if (t->tcache) {
-		unsigned tc = (unsigned)t->tcache - 1;
-		mallctl("tcache.destroy", NULL, NULL, &tc, sizeof(tc));
-		tcache_count(-1, -1);
-	}
+	lg_heap_tcache_destroy(t->tcache);
 	LG_REAL(pthread_mutex_lock)(&shards_lock);
 	for (struct shard **pp = &shared.next; *pp; pp = &(*pp)->next) {
 		if (*pp == &t->shard) {
@@ -309,52 +259,6 @@ static void shard_fold(struct shard *into, struct shard *from)
 	}
 }
 
-/* jemalloc's size classes with its default 16-byte quantum: 8, multiples of 16 up to 128, then
- * four classes per doubling (small and large alike). Checked against nallocx at the first sampled
- * event (a few thousand calls, not paid at start-up); if this jemalloc was built otherwise,
- * nallocx is asked each time (two calls per sampled event). */
-static _Atomic int classes_known;   /* 0: not checked yet, 1: they match, 2: they differ */
-
-static size_t size_class(size_t n)
-{
-	if (n <= 8)
-		return 8;
-	if (n <= 128)
-		return (n + 15) & ~(size_t)15;
-	unsigned lg = 63u - (unsigned)__builtin_clzl(n - 1);   /* 2^lg < n <= 2^(lg + 1) */
-	size_t delta = (size_t)1 << (lg - 2);
-	return (n + delta - 1) & ~(delta - 1);
-}
-
-static bool size_classes_match(void)
-{
-	for (size_t n = 1; n <= 70000; n += n < 4200 ? 1 : 97)
-		if (size_class(n) != nallocx(n, 0))
-			return false;
-	for (unsigned lg = 17; lg < 40; lg++)
-		for (size_t n = ((size_t)1 << lg) - 1; n <= ((size_t)1 << lg) + 1; n++)
-			if (size_class(n) != nallocx(n, 0))
-				return false;
-	return true;
-}
-
-/* The header and size-class rounding a sampled block costs over the program's own block. */
-static int64_t overhead_of(const struct hdr *h)
-{
-	size_t off = (size_t)1 << h->off_log2;
-	size_t size = h->size ? h->size : 1;
-
-	int known = atomic_load_explicit(&classes_known, memory_order_relaxed);
-	if (LG_UNLIKELY(known == 0)) {
-		known = size_classes_match() ? 1 : 2;
-		atomic_store_explicit(&classes_known, known, memory_order_relaxed);
-	}
-	if (LG_LIKELY(off == HDR && known == 1 && size < ((size_t)1 << 40)))
-		return (int64_t)(size_class(size + off) - size_class(size));
-	int align = off > HDR ? MALLOCX_LG_ALIGN(h->off_log2) : 0;
-	return (int64_t)(nallocx(size + off, align) - nallocx(size, align));
-}
-
 /* Add (sign 1) or take off (sign -1) a sampled block's estimate, on t's shard (op_begin) or the
  * shared one. A block whose site could not be counted when it was sampled (NO_SITE) counts only
  * in the totals. */
@@ -390,11 +294,12 @@ static void account(struct tstate *t, struct hdr *h, int sign)
 	/* Counted when the block is made, kept for its free (the same figure, computed once). */
 	int64_t over;
 	if (sign > 0) {
-		over = overhead_of(h);
+		over = lg_heap_block_overhead(h->size, h->off_log2);
 		h->over8 = over >= 0 && over % 8 == 0 && over / 8 < OVER8_NONE ? (uint8_t)(over / 8)
 									      : OVER8_NONE;
 	} else {
-		over = h->over8 != OVER8_NONE ? (int64_t)h->over8 * 8 : overhead_of(h);
+		over = h->over8 != OVER8_NONE ? (int64_t)h->over8 * 8
+					     : lg_heap_block_overhead(h->size, h->off_log2);
 	}
 	counter_add(sh, &sh->overhead, over * sign);
 }
@@ -425,9 +330,7 @@ uint64_t lg_heap_sampled_overhead(void)
 
 uint64_t lg_heap_self_bytes(void)
 {
-	int64_t caches = atomic_load_explicit(&tcaches_live, memory_order_relaxed) *
-			 atomic_load_explicit(&tcache_each, memory_order_relaxed);
-	return lg_heap_sampled_overhead() + (caches > 0 ? (uint64_t)caches : 0);
+	return lg_heap_sampled_overhead() + lg_heap_tcache_bytes();
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -381,6 +381,14 @@ struct lg_heap_site_sum *lg_heap_aggregate(uint32_t *n);
 uint64_t lg_heap_mean(void);
 uint64_t lg_heap_dropped(void);
 uint64_t lg_heap_sampled_overhead(void);
+/* heap_jemalloc.c: the header and size-class rounding a sampled block of size bytes costs over
+ * the program's own block (its pointer at the block's start + 1 << off_log2); a thread cache for
+ * sampled blocks (jemalloc's index + 1, 0: none), counted in lg_heap_tcache_bytes while it
+ * lives. */
+int64_t lg_heap_block_overhead(uint64_t size, unsigned off_log2);
+int lg_heap_tcache_create(void);
+void lg_heap_tcache_destroy(int tcache);
+uint64_t lg_heap_tcache_bytes(void);
 /* heap_report.c's growth history across fork: its lock taken before the shards' and released
  * after them; in the child, the lock made anew, then (the guard's atfork_child) the history. */
 enum lg_fork_phase { LG_FORK_PREPARE, LG_FORK_PARENT, LG_FORK_CHILD, LG_FORK_CHILD_LATER };
