@@ -162,6 +162,10 @@ void lg_alloc_fast_entry(void);
 /* The heap guard is off for good: the loaded objects' PLT calls to malloc, free, calloc and
  * realloc go straight to the allocator (rebind.c). */
 void lg_alloc_rebind(void);
+/* Whether LD_PRELOAD names the file at path, as ld.so reads it (entries separated by spaces or
+ * colons; one with a slash is that file, compared as a file, not as a string; one without is a
+ * file name, as a DT_NEEDED name is searched for). runtime.c. */
+bool lg_preload_names(const char *path);
 /* jemalloc's "stats.allocated" (refreshing the epoch), or 0 with the system backend. */
 uint64_t lg_alloc_allocated_bytes(void);
 

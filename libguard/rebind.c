@@ -172,29 +172,6 @@ static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
-/* Whether an LD_PRELOAD entry names the object at path (ld.so reads the list as entries
- * separated by spaces or colons; compared here by file name). */
-static bool preloaded_name(const char *preload, const char *path)
-{
-	const char *want = base_name(path);
-	size_t len = strlen(want);
-
-	if (!preload || !len)
-		return false;
-	for (const char *p = preload; *p;) {
-		size_t n = strcspn(p, " :");
-		const char *entry = p;
-		for (const char *q = p; q < p + n; q++)
-			if (*q == '/')
-				entry = q + 1;
-		if ((size_t)(p + n - entry) == len && memcmp(entry, want, len) == 0)
-			return true;
-		p += n;
-		p += strspn(p, " :");
-	}
-	return false;
-}
-
 static bool needs(const struct startup *from, const struct startup *to)
 {
 	for (const ElfW(Dyn) *d = from->dyn; d && d->d_tag != DT_NULL; d++) {
@@ -210,13 +187,12 @@ static bool needs(const struct startup *from, const struct startup *to)
 
 static void mark_startup(struct walk *w)
 {
-	const char *preload = getenv("LD_PRELOAD");
 	bool changed = true;
 
 	/* dl_iterate_phdr lists the executable first. */
 	for (unsigned i = 0; i < w->nobjs; i++) {
 		struct startup *e = &w->objs[i];
-		e->in = i == 0 || e->base == w->self || preloaded_name(preload, e->name);
+		e->in = i == 0 || e->base == w->self || lg_preload_names(e->name);
 	}
 	while (changed) {
 		changed = false;

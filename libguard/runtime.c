@@ -295,29 +295,15 @@ int lg_init(const char *policy_path)
 	return 0;
 }
 
-/* Preloaded, or linked into the program? Linked programs start the guard with guard_start().
- * Preloaded means: the object holding this code is not the executable (a static link puts it
- * there; glibc gives the executable's link_map an empty name) and LD_PRELOAD names that very
- * file. Entries are compared as files, not as substrings (the executable "lib" is not preloaded
- * because LD_PRELOAD holds /usr/lib/...), and dladdr() reports the executable as argv[0], which
- * cannot be compared with /proc/self/exe. ld.so(8): entries are separated by spaces or colons;
- * one without a slash is searched for like a DT_NEEDED name. */
-static bool preloaded(void)
+bool lg_preload_names(const char *path)
 {
 	const char *preload = getenv("LD_PRELOAD");
-	struct link_map *map = NULL;
 	struct stat self, st;
-	Dl_info info;
 
-	if (!preload || !*preload)
+	if (!preload || !*preload || !path || !path[0] || stat(path, &self) != 0)
 		return false;
-	if (!dladdr1((void *)preloaded, &info, (void **)&map, RTLD_DL_LINKMAP) || !map ||
-	    !map->l_name || !map->l_name[0])
-		return false;
-	if (stat(map->l_name, &self) != 0)
-		return false;
-	const char *base = strrchr(map->l_name, '/');
-	base = base ? base + 1 : map->l_name;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
 	for (const char *p = preload; *p;) {
 		size_t n = strcspn(p, " :");
 		char entry[LG_POLICY_PATH_MAX];
@@ -333,6 +319,21 @@ static bool preloaded(void)
 		p += strspn(p, " :");
 	}
 	return false;
+}
+
+/* Preloaded, or linked into the program? Linked programs start the guard with guard_start().
+ * Preloaded means: the object holding this code is not the executable (a static link puts it
+ * there; glibc gives the executable's link_map an empty name) and LD_PRELOAD names that very
+ * file. dladdr() reports the executable as argv[0], which cannot be compared with
+ * /proc/self/exe. */
+static bool preloaded(void)
+{
+	struct link_map *map = NULL;
+	Dl_info info;
+
+	if (!dladdr1((void *)preloaded, &info, (void **)&map, RTLD_DL_LINKMAP) || !map)
+		return false;
+	return lg_preload_names(map->l_name);
 }
 
 __attribute__((constructor(101))) static void lg_constructor(void)
