@@ -33,7 +33,7 @@ static volatile unsigned sink;
 static volatile int two = 2, three = 3;
 
 static const char policy_text[] =
-	"{ \"version\": 1, \"mode\": \"enforce\", \"report\": { \"signal\": null },\n"
+	"{ \"version\": 1, \"mode\": \"enforce\", \"report\": { \"at_exit\": false, \"signal\": null },\n"
 	"  \"fd\": { \"max\": 0, \"on_max\": \"fail\", \"stacks\": true } }\n";
 
 static int boot(void **state)

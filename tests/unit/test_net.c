@@ -24,7 +24,7 @@
 #include <cmocka.h>
 
 static const char policy_text[] =
-	"{ \"version\": 1, \"mode\": \"enforce\", \"report\": { \"signal\": null },\n"
+	"{ \"version\": 1, \"mode\": \"enforce\", \"report\": { \"at_exit\": false, \"signal\": null },\n"
 	"  \"net\": { \"connect_timeout_ms\": 200, \"read_timeout_ms\": 1500,\n"
 	"           \"write_timeout_ms\": 2500, \"max_connections\": 1 } }\n";
 
