@@ -20,8 +20,11 @@
  *   - objects loaded later (dlopen), libguard itself, and everything when LD_AUDIT (an audit
  *     module sees and may redirect unbound PLT calls) or LD_BIND_NOT is set.
  * A slot in a RELRO segment (the object was bound at load: -z now) is made writable for the one
- * store and read-only again. Each store is one aligned 8-byte word: a thread calling through the
- * slot meanwhile jumps to either function, and both do the same.
+ * store and read-only again. A slot outside RELRO is written only if the kernel says it can be:
+ * the loader leaves it writable, but another tool may have made it read-only since (bound every
+ * slot, then protected the table), and a store there would fault. Each store is one aligned
+ * 8-byte word: a thread calling through the slot meanwhile jumps to either function, and both do
+ * the same.
  *
  * Nothing here runs if the heap guard could sample later: only READY-time decisions call it.
  */
@@ -29,10 +32,12 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <linux/futex.h>
 #include <link.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -219,6 +224,17 @@ static bool loaded_at_startup(const struct walk *w, uintptr_t base)
 
 /* ---- rebinding ---- */
 
+/* Whether the word at addr can be written now, asked of the kernel: FUTEX_WAKE_OP adds 0 to it
+ * with an atomic instruction (so a concurrent store, such as the loader binding that slot, is
+ * neither torn nor lost) and fails with EFAULT where our store would fault. It wakes no one. */
+static bool word_writable(void *addr)
+{
+	static int nobody;
+
+	return syscall(SYS_futex, &nobody, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, 0, addr,
+		       FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) >= 0;
+}
+
 static bool store_slot(const struct object *o, void **slot, void *to)
 {
 	uintptr_t a = (uintptr_t)slot;
@@ -232,6 +248,8 @@ static bool store_slot(const struct object *o, void **slot, void *to)
 		mprotect((void *)page, o->page, PROT_READ);
 		return true;
 	}
+	if (!word_writable(slot))
+		return false;
 	__atomic_store_n(slot, to, __ATOMIC_RELAXED);
 	return true;
 }
@@ -359,7 +377,8 @@ void lg_alloc_rebind(void)
 	lg_leave();
 	lg_debug("heap guard off: %u PLT slots of malloc/free/calloc/realloc in %u objects now call "
 		 "the allocator directly%s", w.slots, w.objects,
-		 w.failed ? " (some could not be made writable and still go through libguard)" : "");
+		 w.failed ? " (some are read-only, or could not be made writable, and still go "
+			    "through libguard)" : "");
 }
 
 #else

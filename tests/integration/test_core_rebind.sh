@@ -3,7 +3,8 @@
 # The program looks at its own PLT slots and says which object each one calls. Checked: lazy
 # binding and binding at load into RELRO (-z now; the page is read-only again after), the heap guard on (no change), a library dlopen'ed later (through
 # libguard, and its blocks freed by the program), fork and exec, and a program that defines
-# malloc itself (every caller stays bound to its definition).
+# malloc itself (every caller stays bound to its definition), and a slot that another tool made
+# read-only (left alone).
 . "$(dirname "$0")/lib.sh"
 cat > slots.h <<'C'
 #include <dlfcn.h>
@@ -262,6 +263,54 @@ for lib in libdeepown.so libdeepuser.so; do
     cmp -s out.plain out.deep || { cat out.deep; fail "$lib dlopen'ed with RTLD_DEEPBIND, $how: its own malloc/free was not kept"; }
   done
 done
+
+# A tool that makes the executable's slots read-only before libguard's init (a constructor of a
+# library the program needs runs first). They were bound at load (-z now) but lie outside RELRO
+# (-z norelro), so only /proc/self/maps says a store there would fault. The slot is left alone,
+# and the program runs, its malloc still going through libguard.
+cat > protect.c <<'C'
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "slots.h"
+__attribute__((constructor)) static void protect(void)
+{
+	struct q q = { "", "malloc", NULL, NULL };
+	dl_iterate_phdr(look, &q);
+	if (!q.slot)
+		return;
+	uintptr_t page = (uintptr_t)q.slot & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
+	mprotect((void *)page, (size_t)sysconf(_SC_PAGESIZE), PROT_READ);
+}
+C
+cat > protected.c <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include "slots.h"
+/* The program's own data starts on a page of its own: the read-only page holds only the GOT. */
+__attribute__((aligned(65536))) int data_page = 1;
+int main(void)
+{
+	for (int i = 0; i < 1000; i++) {
+		void *volatile m = malloc(100 + i);
+		free(m);
+	}
+	printf("malloc %s\nperms %s\n", slot_owner("", "malloc"), slot_perms("", "malloc"));
+	return 0;
+}
+C
+cc -D_GNU_SOURCE -shared -fPIC -I. -o libprotect.so protect.c -ldl || fail "cannot build libprotect.so"
+cc -D_GNU_SOURCE -O1 -I. -Wl,-z,norelro,-z,now -o protected protected.c -Wl,--no-as-needed \
+  -L. -lprotect -ldl -Wl,-rpath,"$T" || fail "cannot build protected"
+./protected >out.prot 2>&1; rc=$?
+[ $rc -eq 0 ] || { cat out.prot; fail "the read-only slot's program, without libguard: exit status $rc"; }
+grep -qx "perms r--p" out.prot || { cat out.prot; fail "the tool did not make the slot's page read-only"; }
+for how in GUARD_DISABLE=1 GUARD_POLICY=$T/off.json; do
+  env $how GUARD_LOG=debug LD_PRELOAD=$LG_SO GUARD_REPORT_DIR=$T/reports ./protected >out.prot 2>err.prot; rc=$?
+  [ $rc -eq 0 ] || { cat out.prot err.prot; fail "a slot made read-only by another tool, $how: exit status $rc (libguard wrote to it?)"; }
+  expect "a read-only slot outside RELRO, $how" out.prot malloc=libguard.so perms=r--p
+done
+grep -q "some are read-only" err.prot || { cat err.prot; fail "the read-only slot left alone was not said"; }
 
 # LD_BIND_NOT: the loader never writes a slot, and neither does libguard.
 GUARD_POLICY=$T/off.json LD_BIND_NOT=1 guarded ./prog >out.bindnot 2>&1 || fail "LD_BIND_NOT: exit status $?"
