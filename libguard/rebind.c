@@ -19,12 +19,12 @@
  *     must stay the same everywhere, and these slots also serve to take it;
  *   - objects loaded later (dlopen), libguard itself, and everything when LD_AUDIT (an audit
  *     module sees and may redirect unbound PLT calls) or LD_BIND_NOT is set.
- * A slot in a RELRO segment (the object was bound at load: -z now) is made writable for the one
- * store and read-only again. A slot outside RELRO is written only if the kernel says it can be:
- * the loader leaves it writable, but another tool may have made it read-only since (bound every
- * slot, then protected the table), and a store there would fault. Each store is one aligned
- * 8-byte word: a thread calling through the slot meanwhile jumps to either function, and both do
- * the same.
+ * A slot is written as it is if the kernel says it can be. Otherwise, in a RELRO segment (the
+ * object was bound at load: -z now), its page is made writable for the one store and read-only
+ * again; outside RELRO it is left alone: the loader leaves such a page writable, so another tool
+ * made it read-only (bound every slot, then protected the table). A RELRO page that another tool
+ * made writable keeps its protection. Each store is one aligned 8-byte word: a thread calling
+ * through the slot meanwhile jumps to either function, and both do the same.
  *
  * Nothing here runs if the heap guard could sample later: only READY-time decisions call it.
  */
@@ -239,18 +239,20 @@ static bool store_slot(const struct object *o, void **slot, void *to)
 {
 	uintptr_t a = (uintptr_t)slot;
 
-	if (a >= o->relro_start && a < o->relro_end) {
-		uintptr_t page = a & ~(o->page - 1);
-		if (mprotect((void *)page, o->page, PROT_READ | PROT_WRITE) != 0)
-			return false;
+	if (word_writable(slot)) {
+		/* Outside RELRO, or a RELRO page another tool made writable (and may write again):
+		 * its protection is left as it is. */
 		__atomic_store_n(slot, to, __ATOMIC_RELAXED);
-		/* Back to what the loader left: RELRO is read-only. */
-		mprotect((void *)page, o->page, PROT_READ);
 		return true;
 	}
-	if (!word_writable(slot))
+	if (a < o->relro_start || a >= o->relro_end)
+		return false;   /* read-only, and not by the loader: left alone */
+	uintptr_t page = a & ~(o->page - 1);
+	if (mprotect((void *)page, o->page, PROT_READ | PROT_WRITE) != 0)
 		return false;
 	__atomic_store_n(slot, to, __ATOMIC_RELAXED);
+	/* Back to what the loader left: RELRO is read-only. */
+	mprotect((void *)page, o->page, PROT_READ);
 	return true;
 }
 

@@ -266,10 +266,12 @@ done
 
 # A tool that makes the executable's slots read-only before libguard's init (a constructor of a
 # library the program needs runs first). They were bound at load (-z now) but lie outside RELRO
-# (-z norelro), so only /proc/self/maps says a store there would fault. The slot is left alone,
-# and the program runs, its malloc still going through libguard.
+# (-z norelro), so only the kernel can say a store there would fault. The slot is left alone,
+# and the program runs, its malloc still going through libguard. And the other way round: a tool
+# that made a RELRO page writable again (to write it later itself) finds it still writable.
 cat > protect.c <<'C'
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "slots.h"
@@ -280,7 +282,8 @@ __attribute__((constructor)) static void protect(void)
 	if (!q.slot)
 		return;
 	uintptr_t page = (uintptr_t)q.slot & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
-	mprotect((void *)page, (size_t)sysconf(_SC_PAGESIZE), PROT_READ);
+	int prot = getenv("PROTECT_RW") ? PROT_READ | PROT_WRITE : PROT_READ;
+	mprotect((void *)page, (size_t)sysconf(_SC_PAGESIZE), prot);
 }
 C
 cat > protected.c <<'C'
@@ -311,6 +314,10 @@ for how in GUARD_DISABLE=1 GUARD_POLICY=$T/off.json; do
   expect "a read-only slot outside RELRO, $how" out.prot malloc=libguard.so perms=r--p
 done
 grep -q "some are read-only" err.prot || { cat err.prot; fail "the read-only slot left alone was not said"; }
+cc -D_GNU_SOURCE -O1 -I. -Wl,-z,relro,-z,now -o unprotected protected.c -Wl,--no-as-needed \
+  -L. -lprotect -ldl -Wl,-rpath,"$T" || fail "cannot build unprotected"
+PROTECT_RW=1 GUARD_POLICY=$T/off.json guarded ./unprotected >out.unprot 2>&1 || fail "a RELRO slot made writable by another tool: exit status $?"
+expect "a RELRO slot made writable by another tool" out.unprot malloc=$JE perms=rw-p
 
 # LD_BIND_NOT: the loader never writes a slot, and neither does libguard.
 GUARD_POLICY=$T/off.json LD_BIND_NOT=1 guarded ./prog >out.bindnot 2>&1 || fail "LD_BIND_NOT: exit status $?"
