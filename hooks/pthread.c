@@ -271,6 +271,59 @@ LG_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct times
 	return rc;
 }
 
+/* glibc 2.30's clock variants (what libstdc++ uses for std::shared_timed_mutex with a steady
+ * clock). */
+static __attribute__((noinline)) int rwlock_clock_slow(pthread_rwlock_t *l, clockid_t clock,
+							const struct timespec *abs,
+							int (*lock)(pthread_rwlock_t *, clockid_t,
+								    const struct timespec *),
+							const void *caller)
+{
+	struct lg_lock_wait w;
+	bool tracked = lg_lock_wait_begin(&w, caller);
+	int rc = lock(l, clock, abs);
+
+	if (tracked)
+		lg_lock_wait_end(&w, rc);
+	return rc;
+}
+
+static int rwlock_clocklock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *abs,
+			    int (*lock)(pthread_rwlock_t *, clockid_t, const struct timespec *),
+			    int (*try)(void *), const void *caller)
+{
+	if (!lock) {
+		if (atomic_load(&lg_real_ready))   /* resolved, but this glibc predates 2.30 */
+			return ENOSYS;
+		return try_loop(try, l, clock, abs);
+	}
+	/* glibc rejects other clocks and bad deadlines with EINVAL: let it. */
+	if (!timespec_valid(abs) || (clock != CLOCK_MONOTONIC && clock != CLOCK_REALTIME))
+		return lock(l, clock, abs);
+	int rc = try(l);
+	if (rc != EBUSY)
+		return rc;
+	return rwlock_clock_slow(l, clock, abs, lock, caller);
+}
+
+LG_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clock,
+					 const struct timespec *abs)
+{
+	int rc = rwlock_clocklock(l, clock, abs, LG_REAL(pthread_rwlock_clockrdlock), try_rd,
+				  __builtin_return_address(0));
+	NO_SIBCALL();
+	return rc;
+}
+
+LG_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clock,
+					 const struct timespec *abs)
+{
+	int rc = rwlock_clocklock(l, clock, abs, LG_REAL(pthread_rwlock_clockwrlock), try_wr,
+				  __builtin_return_address(0));
+	NO_SIBCALL();
+	return rc;
+}
+
 /* ---- threads ---- */
 
 LG_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *),

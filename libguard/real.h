@@ -109,6 +109,10 @@ struct rlimit64;
 	  (pthread_rwlock_t *, const struct timespec *))                                          \
 	X(REQUIRED, int, pthread_rwlock_timedwrlock,                                              \
 	  (pthread_rwlock_t *, const struct timespec *))                                          \
+	X(OPTIONAL, int, pthread_rwlock_clockrdlock,                                              \
+	  (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
+	X(OPTIONAL, int, pthread_rwlock_clockwrlock,                                              \
+	  (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
 	X(REQUIRED, int, pthread_rwlock_unlock, (pthread_rwlock_t *))                             \
 	/* processes and the loader */                                                            \
 	X(REQUIRED, void *, dlopen, (const char *, int))                                          \

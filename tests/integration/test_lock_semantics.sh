@@ -1,7 +1,7 @@
 # Mutex kinds keep their exact semantics under the library: error-checking (EDEADLK, EPERM),
 # recursive, robust (EOWNERDEAD, ENOTRECOVERABLE), priority inheritance and protection, timed
 # and clock locks timing out or given a bad clock or deadline, rwlocks relocked by their
-# writer. The program prints every return code; the output must be identical with and without
+# writer, rwlock clock variants (whose waits are in the report). The program prints every return code; the output must be identical with and without
 # libguard, and the expected codes are checked too (so that both cannot be wrong together).
 . "$(dirname "$0")/lib.sh"
 need python3
@@ -51,6 +51,15 @@ static struct timespec in_ms(clockid_t c, long ms)
 	ts.tv_sec += ts.tv_nsec / 1000000000;
 	ts.tv_nsec %= 1000000000;
 	return ts;
+}
+
+/* A writer that waits on a rwlock with glibc 2.30's clock variant, named in the report. */
+static __attribute__((noinline)) int clock_writer(pthread_rwlock_t *l, clockid_t c, long ms)
+{
+	struct timespec ts = in_ms(c, ms);
+	int rc = pthread_rwlock_clockwrlock(l, c, &ts);
+	__asm__ volatile("");
+	return rc;
 }
 
 int main(void)
@@ -142,6 +151,10 @@ int main(void)
 	ts = in_ms(CLOCK_REALTIME, 10);
 	show("rwlock timedwrlock times out", pthread_rwlock_timedwrlock(&rw, &ts));
 	show("rwlock timedrdlock", pthread_rwlock_timedrdlock(&rw, &ts));
+	show("rwlock clockwrlock times out", clock_writer(&rw, CLOCK_MONOTONIC, 10));
+	show("rwlock clockwrlock bad clock", clock_writer(&rw, CLOCK_PROCESS_CPUTIME_ID, 10));
+	ts = in_ms(CLOCK_MONOTONIC, 10);
+	show("rwlock clockrdlock", pthread_rwlock_clockrdlock(&rw, CLOCK_MONOTONIC, &ts));
 	return 0;
 }
 C
@@ -173,10 +186,19 @@ expect "clocklock bad clock, free" EINVAL
 expect "rwlock rdlock by writer" EDEADLK
 expect "rwlock wrlock by writer" EDEADLK
 expect "rwlock timedwrlock times out" ETIMEDOUT
+expect "rwlock clockwrlock times out" ETIMEDOUT
+expect "rwlock clockwrlock bad clock" EINVAL
+expect "rwlock clockrdlock" 0
 
 # The waits that did happen are in the report; the EDEADLK ones are not contention.
 f=$(ls "$T"/reports/*.json | head -1)
 json_ok "$f"
 n=$(jget "$f" 'sum(c["count"] for c in d["locks"]["contended"])')
-[ "$n" -ge 4 ] && [ "$n" -le 8 ] || fail "$n contended acquisitions recorded, want the 4 to 8 real waits"
+[ "$n" -ge 5 ] && [ "$n" -le 9 ] || fail "$n contended acquisitions recorded, want the 5 to 9 real waits"
+python3 - "$f" <<'PY' || fail "the rwlock clockwrlock wait is not in the report"
+import json, sys
+d = json.load(open(sys.argv[1]))
+stacks = {s["id"]: [fr["fn"] for fr in s["frames"]] for s in d["stacks"]}
+assert any("clock_writer" in stacks[c["stack"]] for c in d["locks"]["contended"]), d["locks"]["contended"]
+PY
 echo "ok: $(wc -l < "$T/plain.out") return codes identical"
