@@ -365,12 +365,30 @@ out:
 	return rc;
 }
 
+/* A connection-oriented socket (TCP, SCTP): what connect limits and timeouts are for. A datagram
+ * socket's connect only names its default peer, sends nothing and never blocks. */
+static bool connection_socket(int fd)
+{
+	int type = 0, saved = errno;
+	socklen_t len = sizeof(type);
+	bool yes = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+		   (type == SOCK_STREAM || type == SOCK_SEQPACKET);
+
+	errno = saved;
+	return yes;
+}
+
 int lg_net_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	uint32_t tmo = lg_policy.net.connect_timeout_ms;
 	bool inet = addr && len >= sizeof(sa_family_t) &&
 		    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6);
 	int rc, err;
+
+	/* One getsockopt, only when a limit or timeout could apply. */
+	if (inet && (lg_policy.nlimits > 0 || tmo || lg_policy.net.read_timeout_ms ||
+		     lg_policy.net.write_timeout_ms))
+		inet = connection_socket(fd);
 
 	if (lg_policy.nlimits > 0 && inet) {
 		for (;;) {
