@@ -7,8 +7,9 @@
  * number to one caller at a time, and close clears the entry *before* the real close(2), so a
  * number reused by another thread can never have its new entry wiped.
  *
- * The kernel also closes descriptors we never see (fclose and closedir close inside libc through
- * internal symbols). A number handed out again proves the old entry gone: creating over a tracked
+ * The kernel also closes descriptors we never see (libc closes inside itself, through internal
+ * symbols, what it opened for itself; fclose, pclose and closedir are hooked, hooks/stdio.c, but
+ * fcloseall is not). A number handed out again proves the old entry gone: creating over a tracked
  * entry replaces it without counting one more open fd. What is left stale is removed by the
  * reconciliation with /proc/self/fd, which also counts fds the hooks never saw (`untracked`).
  */

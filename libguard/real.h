@@ -115,6 +115,30 @@ struct rlimit64;
 	  (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
 	X(REQUIRED, int, pthread_rwlock_unlock, (pthread_rwlock_t *))                             \
 	/* processes and the loader */                                                            \
+	/* descriptors opened and closed inside libc (hooks/stdio.c) */                            \
+	X(REQUIRED, FILE *, fopen, (const char *, const char *))                                  \
+	X(REQUIRED, FILE *, fopen64, (const char *, const char *))                                \
+	X(REQUIRED, FILE *, freopen, (const char *, const char *, FILE *))                        \
+	X(REQUIRED, FILE *, freopen64, (const char *, const char *, FILE *))                      \
+	X(REQUIRED, FILE *, tmpfile, (void))                                                      \
+	X(REQUIRED, FILE *, tmpfile64, (void))                                                    \
+	X(REQUIRED, FILE *, popen, (const char *, const char *))                                  \
+	X(REQUIRED, int, pclose, (FILE *))                                                        \
+	X(REQUIRED, int, fclose, (FILE *))                                                        \
+	X(REQUIRED, DIR *, opendir, (const char *))                                               \
+	X(REQUIRED, int, closedir, (DIR *))                                                       \
+	X(REQUIRED, int, mkstemp, (char *))                                                       \
+	X(REQUIRED, int, mkstemp64, (char *))                                                     \
+	X(REQUIRED, int, mkostemp, (char *, int))                                                 \
+	X(REQUIRED, int, mkostemp64, (char *, int))                                               \
+	X(REQUIRED, int, mkstemps, (char *, int))                                                 \
+	X(REQUIRED, int, mkstemps64, (char *, int))                                               \
+	X(REQUIRED, int, mkostemps, (char *, int, int))                                           \
+	X(REQUIRED, int, mkostemps64, (char *, int, int))                                         \
+	X(REQUIRED, int, __open_2, (const char *, int))                                           \
+	X(REQUIRED, int, __open64_2, (const char *, int))                                         \
+	X(REQUIRED, int, __openat_2, (int, const char *, int))                                    \
+	X(REQUIRED, int, __openat64_2, (int, const char *, int))                                  \
 	X(REQUIRED, void *, dlopen, (const char *, int))                                          \
 	X(REQUIRED, int, dlclose, (void *))
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The fd report names the site that leaks, with its exact count, and nothing for sites that open
-# and close (sockets, pipes, files through open/close and through fopen/fclose, which close
-# inside libc where no hook sees it).
+# and close (sockets, pipes, files through open/close and through fopen/fclose), and a descriptor
+# that fclose closes behind the program's fdopen.
 . "$(dirname "$0")/lib.sh"
 
 build_c leak <<'C'
