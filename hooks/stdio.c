@@ -89,240 +89,87 @@ static inline void closing(int fd)
 	errno = saved;
 }
 
+/* A hook for a call that opens a stream (or directory) of one descriptor: fd.max first, then
+ * the real call, then its descriptor (fd_of) recorded. */
+#define STREAM_HOOK(type, name, params, args, fd_of, kind)                                         \
+	LG_EXPORT type *name params                                                                \
+	{                                                                                          \
+		REAL_OR(name, NULL)                                                                \
+                                                                                                   \
+		if (!GUARDED())                                                                    \
+			return real args;                                                          \
+		REFUSE_STREAM_IF_FULL();                                                           \
+		type *r = real args;                                                               \
+		return made_stream(r, r ? fd_of(r) : -1, kind);                                    \
+	}
+
+/* A hook for a call that closes a stream's (or directory's) descriptor: forgotten first. */
+#define CLOSE_HOOK(type, name, fd_of)                                                              \
+	LG_EXPORT int name(type *stream)                                                           \
+	{                                                                                          \
+		REAL_OR(name, -1)                                                                  \
+                                                                                                   \
+		if (GUARDED())                                                                     \
+			closing(fd_of(stream));                                                    \
+		return real(stream);                                                               \
+	}
+
+/* A hook for a call that returns a new descriptor. */
+#define FD_HOOK(name, params, args)                                                                \
+	LG_EXPORT int name params                                                                  \
+	{                                                                                          \
+		REAL_OR(name, -1)                                                                  \
+                                                                                                   \
+		if (!GUARDED())                                                                    \
+			return real args;                                                          \
+		REFUSE_IF_FULL(1);                                                                 \
+		return made(real args, LG_FD_FILE);                                                \
+	}
+
 /* ---- streams ---- */
 
-LG_EXPORT FILE *fopen(const char *path, const char *mode)
-{
-	REAL_OR(fopen, NULL)
-
-	if (!GUARDED())
-		return real(path, mode);
-	REFUSE_STREAM_IF_FULL();
-	FILE *f = real(path, mode);
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);
-}
-
-LG_EXPORT FILE *fopen64(const char *path, const char *mode)
-{
-	REAL_OR(fopen64, NULL)
-
-	if (!GUARDED())
-		return real(path, mode);
-	REFUSE_STREAM_IF_FULL();
-	FILE *f = real(path, mode);
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);
-}
+STREAM_HOOK(FILE, fopen, (const char *path, const char *mode), (path, mode), fileno, LG_FD_FILE)
+STREAM_HOOK(FILE, fopen64, (const char *path, const char *mode), (path, mode), fileno, LG_FD_FILE)
+STREAM_HOOK(FILE, tmpfile, (void), (), fileno, LG_FD_FILE)
+STREAM_HOOK(FILE, tmpfile64, (void), (), fileno, LG_FD_FILE)
+STREAM_HOOK(FILE, popen, (const char *command, const char *how), (command, how), fileno,
+	    LG_FD_PIPE)
+/* A stream without a descriptor (fmemopen, fopencookie) has fileno -1: nothing to forget. */
+CLOSE_HOOK(FILE, fclose, stream_fd)
+CLOSE_HOOK(FILE, pclose, stream_fd)
 
 /* freopen closes the stream's descriptor and opens another (often the same number: stdout
  * reopened on a file keeps fd 1). */
-LG_EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
-{
-	REAL_OR(freopen, NULL)
-
-	if (!GUARDED())
-		return real(path, mode, stream);
-	closing(stream_fd(stream));
-	FILE *f = real(path, mode, stream);
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);
-}
-
-LG_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
-{
-	REAL_OR(freopen64, NULL)
-
-	if (!GUARDED())
-		return real(path, mode, stream);
-	closing(stream_fd(stream));
-	FILE *f = real(path, mode, stream);
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);
-}
-
-LG_EXPORT FILE *tmpfile(void)
-{
-	REAL_OR(tmpfile, NULL)
-
-	if (!GUARDED())
-		return real();
-	REFUSE_STREAM_IF_FULL();
-	FILE *f = real();
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);
-}
-
-LG_EXPORT FILE *tmpfile64(void)
-{
-	REAL_OR(tmpfile64, NULL)
-
-	if (!GUARDED())
-		return real();
-	REFUSE_STREAM_IF_FULL();
-	FILE *f = real();
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);
-}
-
-LG_EXPORT FILE *popen(const char *command, const char *type)
-{
-	REAL_OR(popen, NULL)
-
-	if (!GUARDED())
-		return real(command, type);
-	REFUSE_STREAM_IF_FULL();
-	FILE *f = real(command, type);
-	return made_stream(f, f ? fileno(f) : -1, LG_FD_PIPE);
-}
-
-LG_EXPORT int pclose(FILE *stream)
-{
-	REAL_OR(pclose, -1)
-
-	if (GUARDED())
-		closing(stream_fd(stream));
-	return real(stream);
-}
-
-/* A stream without a descriptor (fmemopen, fopencookie) has fileno -1: nothing to forget. */
-LG_EXPORT int fclose(FILE *stream)
-{
-	REAL_OR(fclose, -1)
-
-	if (GUARDED())
-		closing(stream_fd(stream));
-	return real(stream);
-}
+#define FREOPEN_HOOK(name)                                                                         \
+	LG_EXPORT FILE *name(const char *path, const char *mode, FILE *stream)                     \
+	{                                                                                          \
+		REAL_OR(name, NULL)                                                                \
+                                                                                                   \
+		if (!GUARDED())                                                                    \
+			return real(path, mode, stream);                                           \
+		closing(stream_fd(stream));                                                        \
+		FILE *f = real(path, mode, stream);                                                \
+		return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);                             \
+	}
+FREOPEN_HOOK(freopen)
+FREOPEN_HOOK(freopen64)
 
 /* ---- directories ---- */
 
-LG_EXPORT DIR *opendir(const char *name)
-{
-	REAL_OR(opendir, NULL)
-
-	if (!GUARDED())
-		return real(name);
-	REFUSE_STREAM_IF_FULL();
-	DIR *d = real(name);
-	return made_stream(d, d ? dirfd(d) : -1, LG_FD_FILE);
-}
-
-LG_EXPORT int closedir(DIR *d)
-{
-	REAL_OR(closedir, -1)
-
-	if (GUARDED())
-		closing(dir_fd(d));
-	return real(d);
-}
+STREAM_HOOK(DIR, opendir, (const char *name), (name), dirfd, LG_FD_FILE)
+CLOSE_HOOK(DIR, closedir, dir_fd)
 
 /* ---- temporary files and fortified opens ---- */
 
-#define MADE_FD(call)                                                                              \
-	do {                                                                                       \
-		REFUSE_IF_FULL(1);                                                                 \
-		return made(call, LG_FD_FILE);                                                     \
-	} while (0)
-
-LG_EXPORT int mkstemp(char *tmpl)
-{
-	REAL_OR(mkstemp, -1)
-
-	if (!GUARDED())
-		return real(tmpl);
-	MADE_FD(real(tmpl));
-}
-
-LG_EXPORT int mkstemp64(char *tmpl)
-{
-	REAL_OR(mkstemp64, -1)
-
-	if (!GUARDED())
-		return real(tmpl);
-	MADE_FD(real(tmpl));
-}
-
-LG_EXPORT int mkostemp(char *tmpl, int flags)
-{
-	REAL_OR(mkostemp, -1)
-
-	if (!GUARDED())
-		return real(tmpl, flags);
-	MADE_FD(real(tmpl, flags));
-}
-
-LG_EXPORT int mkostemp64(char *tmpl, int flags)
-{
-	REAL_OR(mkostemp64, -1)
-
-	if (!GUARDED())
-		return real(tmpl, flags);
-	MADE_FD(real(tmpl, flags));
-}
-
-LG_EXPORT int mkstemps(char *tmpl, int suffixlen)
-{
-	REAL_OR(mkstemps, -1)
-
-	if (!GUARDED())
-		return real(tmpl, suffixlen);
-	MADE_FD(real(tmpl, suffixlen));
-}
-
-LG_EXPORT int mkstemps64(char *tmpl, int suffixlen)
-{
-	REAL_OR(mkstemps64, -1)
-
-	if (!GUARDED())
-		return real(tmpl, suffixlen);
-	MADE_FD(real(tmpl, suffixlen));
-}
-
-LG_EXPORT int mkostemps(char *tmpl, int suffixlen, int flags)
-{
-	REAL_OR(mkostemps, -1)
-
-	if (!GUARDED())
-		return real(tmpl, suffixlen, flags);
-	MADE_FD(real(tmpl, suffixlen, flags));
-}
-
-LG_EXPORT int mkostemps64(char *tmpl, int suffixlen, int flags)
-{
-	REAL_OR(mkostemps64, -1)
-
-	if (!GUARDED())
-		return real(tmpl, suffixlen, flags);
-	MADE_FD(real(tmpl, suffixlen, flags));
-}
-
-LG_EXPORT int __open_2(const char *path, int flags)
-{
-	REAL_OR(__open_2, -1)
-
-	if (!GUARDED())
-		return real(path, flags);
-	MADE_FD(real(path, flags));
-}
-
-LG_EXPORT int __open64_2(const char *path, int flags)
-{
-	REAL_OR(__open64_2, -1)
-
-	if (!GUARDED())
-		return real(path, flags);
-	MADE_FD(real(path, flags));
-}
-
-LG_EXPORT int __openat_2(int dirfd, const char *path, int flags)
-{
-	REAL_OR(__openat_2, -1)
-
-	if (!GUARDED())
-		return real(dirfd, path, flags);
-	MADE_FD(real(dirfd, path, flags));
-}
-
-LG_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-	REAL_OR(__openat64_2, -1)
-
-	if (!GUARDED())
-		return real(dirfd, path, flags);
-	MADE_FD(real(dirfd, path, flags));
-}
+FD_HOOK(mkstemp, (char *tmpl), (tmpl))
+FD_HOOK(mkstemp64, (char *tmpl), (tmpl))
+FD_HOOK(mkostemp, (char *tmpl, int flags), (tmpl, flags))
+FD_HOOK(mkostemp64, (char *tmpl, int flags), (tmpl, flags))
+FD_HOOK(mkstemps, (char *tmpl, int suffixlen), (tmpl, suffixlen))
+FD_HOOK(mkstemps64, (char *tmpl, int suffixlen), (tmpl, suffixlen))
+FD_HOOK(mkostemps, (char *tmpl, int suffixlen, int flags), (tmpl, suffixlen, flags))
+FD_HOOK(mkostemps64, (char *tmpl, int suffixlen, int flags), (tmpl, suffixlen, flags))
+FD_HOOK(__open_2, (const char *path, int flags), (path, flags))
+FD_HOOK(__open64_2, (const char *path, int flags), (path, flags))
+FD_HOOK(__openat_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
+FD_HOOK(__openat64_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
