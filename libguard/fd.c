@@ -113,7 +113,25 @@ static struct lg_fd_entry *seg_alloc(int k, size_t len)
 	return fresh;
 }
 
-/* The entry for fd, or NULL (negative fd, or its segment cannot be had). grow = map it. */
+/* The pages of the table in which an entry was ever written, for fds below POPULATED_FDS (above,
+ * every page counts as written). Numbered as if the segments were one array: each segment starts
+ * on a page boundary of it (1024 entries of a multiple of 4 bytes), so fd's page is
+ * fd * sizeof(entry) / 4096. A reader never looks at an entry of another page: reading a page
+ * never written maps the kernel's zero page, which mincore, and so guard.self_bytes, would count
+ * as the guard's (the scans read every entry up to the highest fd, and one inherited fd 251 made
+ * three such pages). */
+#define POPULATED_FDS (1u << 20)
+_Static_assert((1024 * sizeof(struct lg_fd_entry)) % 4096 == 0, "segments start on a page");
+static _Atomic uint64_t populated[(POPULATED_FDS * sizeof(struct lg_fd_entry) / 4096 + 63) / 64];
+
+static inline size_t fd_page(unsigned fd)
+{
+	return ((size_t)fd * sizeof(struct lg_fd_entry)) >> 12;
+}
+
+/* The entry for fd, or NULL: a negative fd, a segment that cannot be had, or (without grow) an
+ * entry of a page never written, whose entries are all zero (untracked). grow: map the segment
+ * and mark the page, for a writer. */
 struct lg_fd_entry *lg_fd_entry(int fd, bool grow)
 {
 	unsigned idx;
@@ -121,6 +139,15 @@ struct lg_fd_entry *lg_fd_entry(int fd, bool grow)
 
 	if (fd < 0)
 		return NULL;
+	if ((unsigned)fd < POPULATED_FDS) {
+		size_t page = fd_page((unsigned)fd);
+		uint64_t bit = 1ull << (page % 64);
+		if (!(atomic_load_explicit(&populated[page / 64], memory_order_acquire) & bit)) {
+			if (!grow)
+				return NULL;
+			atomic_fetch_or_explicit(&populated[page / 64], bit, memory_order_release);
+		}
+	}
 	int k = seg_of((unsigned)fd, &idx, &len);
 	struct lg_fd_entry *seg = atomic_load_explicit(&segs[k], memory_order_acquire);
 	if (LG_UNLIKELY(!seg)) {

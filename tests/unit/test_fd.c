@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -56,6 +57,36 @@ static struct lg_snap_fd snap_fd(void)
 	struct lg_snap_fd fd = s->fd;
 	free(s);
 	return fd;
+}
+
+/* One high fd and none below it for a long way: a scan of the table (a snapshot) reads no page
+ * that no entry was ever written to. Reading one would map the kernel's zero page, which mincore,
+ * and so guard.self_bytes, counts as resident. */
+static void test_fd_scans_leave_unwritten_pages_alone(void **state)
+{
+	(void)state;
+	int fd = dup2(0, 4000);   /* segment 2 holds fds 2048..4095; nothing else uses 2100..3999 */
+	assert_int_equal(fd, 4000);
+	lg_fd_on_create(fd, LG_FD_FILE, 0, 0);
+	struct lg_fd_entry *e = lg_fd_entry(fd, false);
+	assert_non_null(e);
+	char *seg = (char *)(e - (4000 - 2048));
+	/* The whole pages of the segment that hold only fds 2100..3999. */
+	size_t first = ((2100 - 2048) * sizeof(struct lg_fd_entry) + 4095) / 4096;
+	size_t end = (4000 - 2048) * sizeof(struct lg_fd_entry) / 4096;
+	unsigned char vec[64];
+
+	assert_true(end > first + 10 && end < sizeof(vec));
+	assert_true(lg_fd_high() >= 4000);
+	(void)snap_fd();   /* reconciles and groups: scans every entry up to the highest fd */
+	assert_int_equal(mincore(seg, end * 4096, vec), 0);
+	for (size_t i = first; i < end; i++)
+		if (vec[i] & 1)
+			fail_msg("page %zu of the segment (fds %zu..) is resident after a scan", i,
+				 2048 + i * 4096 / sizeof(struct lg_fd_entry));
+	assert_true(atomic_load(&e->info) != 0);   /* the entry itself was kept */
+	lg_fd_on_close(fd);
+	close(fd);
 }
 
 static void test_fd_entry_is_bounds_checked_and_grows(void **state)
@@ -324,6 +355,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fd_entry_is_bounds_checked_and_grows),
+		cmocka_unit_test(test_fd_scans_leave_unwritten_pages_alone),
 		cmocka_unit_test(test_fd_counts_creates_reuse_and_closes),
 		cmocka_unit_test(test_fd_reconcile_drops_stale_and_counts_untracked),
 		cmocka_unit_test(test_fd_sites_group_by_stack_sorted_by_count),
