@@ -288,9 +288,12 @@ static __attribute__((noinline)) int rwlock_clock_slow(pthread_rwlock_t *l, cloc
 	return rc;
 }
 
-static int rwlock_clocklock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *abs,
-			    int (*lock)(pthread_rwlock_t *, clockid_t, const struct timespec *),
-			    int (*try)(void *), const void *caller)
+/* Inlined into each hook: the lock guard counts a fixed number of frames of ours above the
+ * program, whatever the compiler does with the tail call. */
+static inline __attribute__((always_inline)) int
+rwlock_clocklock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *abs,
+		 int (*lock)(pthread_rwlock_t *, clockid_t, const struct timespec *),
+		 int (*try)(void *), const void *caller)
 {
 	if (!lock) {
 		if (atomic_load(&lg_real_ready))   /* resolved, but this glibc predates 2.30 */

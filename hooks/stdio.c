@@ -64,13 +64,18 @@ static inline __attribute__((always_inline)) void *made_stream(void *stream, int
 	return stream;
 }
 
-/* The descriptor behind a stream or directory the program passes in, -1 for none. The pointer
+/* The descriptor behind a stream or directory the program passes in, -1 for none (errno kept:
+ * fclose of an fmemopen stream must not leave EBADF behind). The pointer
  * is laundered: glibc declares some of these arguments nonnull, which would let the compiler drop
  * the test, and closedir(NULL) must still reach glibc (EINVAL). */
 static inline int stream_fd(FILE *f)
 {
 	__asm__("" : "+r"(f));
-	return f ? fileno(f) : -1;
+	if (!f)
+		return -1;
+	int saved = errno, fd = fileno(f);   /* EBADF for a stream without a descriptor */
+	errno = saved;
+	return fd;
 }
 
 static inline int dir_fd(DIR *d)
