@@ -235,7 +235,18 @@ static bool word_writable(void *addr)
 		       FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) >= 0;
 }
 
-static bool store_slot(const struct object *o, void **slot, void *to)
+/* Stores into an object's read-only RELRO slots, made together: one mprotect to make their
+ * pages writable and one to make them read-only again (a few per object, on one page). */
+#define RELRO_PENDING_MAX 16u
+struct relro_stores {
+	void **slot[RELRO_PENDING_MAX];
+	void *to[RELRO_PENDING_MAX];
+	unsigned n;
+};
+
+/* Store to into slot now if the kernel says it can be written, or queue it in rs if it is in a
+ * read-only RELRO page. False: left alone (read-only, and not by the loader). */
+static bool store_slot(const struct object *o, struct relro_stores *rs, void **slot, void *to)
 {
 	uintptr_t a = (uintptr_t)slot;
 
@@ -245,15 +256,31 @@ static bool store_slot(const struct object *o, void **slot, void *to)
 		__atomic_store_n(slot, to, __ATOMIC_RELAXED);
 		return true;
 	}
-	if (a < o->relro_start || a >= o->relro_end)
+	if (a < o->relro_start || a >= o->relro_end || rs->n >= RELRO_PENDING_MAX)
 		return false;   /* read-only, and not by the loader: left alone */
-	uintptr_t page = a & ~(o->page - 1);
-	if (mprotect((void *)page, o->page, PROT_READ | PROT_WRITE) != 0)
-		return false;
-	__atomic_store_n(slot, to, __ATOMIC_RELAXED);
-	/* Back to what the loader left: RELRO is read-only. */
-	mprotect((void *)page, o->page, PROT_READ);
+	rs->slot[rs->n] = slot;
+	rs->to[rs->n++] = to;
 	return true;
+}
+
+/* The queued RELRO stores: their pages writable for the stores, then read-only again, as the
+ * loader left them. Returns how many could not be made. */
+static unsigned relro_flush(const struct object *o, struct relro_stores *rs)
+{
+	if (!rs->n)
+		return 0;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (unsigned i = 0; i < rs->n; i++) {
+		uintptr_t page = (uintptr_t)rs->slot[i] & ~(o->page - 1);
+		lo = page < lo ? page : lo;
+		hi = page + o->page > hi ? page + o->page : hi;
+	}
+	if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0)
+		return rs->n;
+	for (unsigned i = 0; i < rs->n; i++)
+		__atomic_store_n(rs->slot[i], rs->to[i], __ATOMIC_RELAXED);
+	mprotect((void *)lo, hi - lo, PROT_READ);
+	return 0;
 }
 
 /* A slot is pointed at the allocator if it holds our hook (the loader bound it to us: the
@@ -264,6 +291,7 @@ static void rebind_slots(struct walk *w, const struct object *o, bool startup,
 			 const ElfW(Rela) *rel, size_t n, const ElfW(Sym) *symtab,
 			 const char *strtab, size_t strsz)
 {
+	struct relro_stores rs = { .n = 0 };
 	unsigned done = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -275,20 +303,26 @@ static void rebind_slots(struct walk *w, const struct object *o, bool startup,
 		const char *name = strtab + sym->st_name;
 		for (unsigned k = 0; k < LG_ARRAY_SIZE(w->t); k++) {
 			const struct target *t = &w->t[k];
-			if (strcmp(name, t->name) != 0)
+			/* A thousand slots in libstdc++ alone: the first letter turns most away. */
+			if (name[0] != t->name[0] || strcmp(name, t->name) != 0)
 				continue;
 			void **slot = (void **)(o->base + rel[i].r_offset);
 			uintptr_t v = (uintptr_t)__atomic_load_n(slot, __ATOMIC_RELAXED);
 			bool lazy = startup && t->global && sym->st_shndx == SHN_UNDEF &&
 				    in_text(o, v);
 			if (v == (uintptr_t)t->hook || lazy) {
-				if (store_slot(o, slot, t->to))
+				if (store_slot(o, &rs, slot, t->to))
 					done++;
 				else
 					w->failed = true;
 			}
 			break;
 		}
+	}
+	unsigned lost = relro_flush(o, &rs);
+	if (lost) {
+		done -= lost;
+		w->failed = true;
 	}
 	w->slots += done;
 	w->objects += done > 0;
@@ -369,13 +403,18 @@ void lg_alloc_rebind(void)
 		}
 		t->global = dlsym(RTLD_DEFAULT, t->name) == t->hook;
 	}
-	w.objs = lg_mem_calloc(STARTUP_MAX, sizeof(*w.objs));
+	/* Mapped, not the guard's arena: with GUARD_DISABLE nothing else would make that arena
+	 * (91 KiB of jemalloc metadata and ~100 us of start-up). */
+	size_t objs_len = STARTUP_MAX * sizeof(*w.objs);
+	void *objs = mmap(NULL, objs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	w.objs = objs == MAP_FAILED ? NULL : objs;
 	if (w.objs) {
 		dl_iterate_phdr(collect_object, &w);
 		mark_startup(&w);
 	}
 	dl_iterate_phdr(rebind_object, &w);
-	lg_mem_free(w.objs);
+	if (w.objs)
+		munmap(w.objs, objs_len);
 	lg_leave();
 	lg_debug("heap guard off: %u PLT slots of malloc/free/calloc/realloc in %u objects now call "
 		 "the allocator directly%s", w.slots, w.objects,
