@@ -15,6 +15,8 @@
 #include "libguard/internal.h"
 
 #include <errno.h>
+#include <gnu/libc-version.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,10 +38,18 @@ static inline __attribute__((always_inline)) void *do_malloc(size_t size)
 	return lg_alloc.malloc(size);
 }
 
+/* No block this large can be had anywhere (2^60 bytes, beyond any address space): jemalloc
+ * refuses it without setting errno, glibc with ENOMEM, which realloc must give (p intact). */
+#define IMPOSSIBLE_SIZE ((size_t)1 << 60)
+
 static inline __attribute__((always_inline)) void *do_realloc(void *p, size_t size)
 {
 	if (!p)
 		return do_malloc(size);
+	if (LG_UNLIKELY(size >= IMPOSSIBLE_SIZE)) {
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* Both tests run: the countdown must move even when p is sampled (the heap guard resizes
 	 * a sampled block, which only it can). */
 	bool slow = countdown(size);
@@ -127,23 +137,53 @@ LG_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 	return 0;
 }
 
-LG_EXPORT void *aligned_alloc(size_t align, size_t size)
+/* glibc's memalign family: ENOMEM when no memory (mallocx leaves errno alone), EINVAL for an
+ * alignment no power of two can round up to. */
+static inline __attribute__((always_inline)) void *glibc_memalign(size_t align, size_t size)
 {
-	if (align == 0 || (align & (align - 1)) != 0) {
+	if (align > SIZE_MAX / 2 + 1) {
 		errno = EINVAL;
 		return NULL;
 	}
-	return do_memalign(round_align(align), size);
+	void *p = do_memalign(round_align(align), size);
+	if (LG_UNLIKELY(!p))
+		errno = ENOMEM;
+	return p;
+}
+
+/* Before 2.38 glibc's aligned_alloc is memalign (any alignment, rounded up); from 2.38 it
+ * rejects one that is not a power of two. Follow the glibc the program runs with. */
+static bool aligned_alloc_checks(void)
+{
+	static _Atomic int cached;   /* 0 unknown, 1 no, 2 yes */
+	int c = atomic_load_explicit(&cached, memory_order_relaxed);
+
+	if (LG_UNLIKELY(c == 0)) {
+		int major = 0, minor = 0;
+		sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor);
+		c = (major > 2 || (major == 2 && minor >= 38)) ? 2 : 1;
+		atomic_store_explicit(&cached, c, memory_order_relaxed);
+	}
+	return c == 2;
+}
+
+LG_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	if ((align == 0 || (align & (align - 1)) != 0) && aligned_alloc_checks()) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return glibc_memalign(align, size);
 }
 
 LG_EXPORT void *memalign(size_t align, size_t size)
 {
-	return do_memalign(round_align(align), size);
+	return glibc_memalign(align, size);
 }
 
 LG_EXPORT void *valloc(size_t size)
 {
-	return do_memalign((size_t)sysconf(_SC_PAGESIZE), size);
+	return glibc_memalign((size_t)sysconf(_SC_PAGESIZE), size);
 }
 
 LG_EXPORT void *pvalloc(size_t size)
@@ -156,7 +196,7 @@ LG_EXPORT void *pvalloc(size_t size)
 		return NULL;
 	}
 	rounded &= ~(page - 1);
-	return do_memalign(page, rounded ? rounded : page);
+	return glibc_memalign(page, rounded ? rounded : page);
 }
 
 LG_EXPORT size_t malloc_usable_size(void *p)

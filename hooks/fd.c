@@ -153,15 +153,21 @@ LG_EXPORT int dup(int old)
 /* dup2/dup3 onto new: a new number counts against fd.max (an existing one is replaced, not
  * added); a held listener there is released, and the reserve fd is the program's from now on.
  * Returns -EMFILE when fd.max refuses. */
-static inline __attribute__((always_inline)) int before_dup_onto(int new)
+static inline __attribute__((always_inline)) int before_dup_onto(int old, int new)
 {
 	struct lg_fd_entry *e = lg_fd_entry(new, false);
 
-	if ((!e || !atomic_load_explicit(&e->info, memory_order_relaxed)) && lg_fd_admit(1, 1) != 0)
-		return -EMFILE;
+	if ((!e || !atomic_load_explicit(&e->info, memory_order_relaxed)) && lg_fd_admit(1, 1) != 0) {
+		/* Refuse only what the kernel would do: a bad old fd or a new one beyond the soft
+		 * limit fail with EBADF there, and must here too. */
+		struct rlimit rl;
+		if (new >= 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)new < rl.rlim_cur &&
+		    LG_REAL(fcntl)(old, F_GETFD) >= 0)
+			return -EMFILE;
+	}
 	if (e && atomic_load_explicit(&e->held_until_ns, memory_order_relaxed))
 		lg_fd_unhold(new, false);
-	lg_fd_reserve_disown(new);
+	lg_fd_guard_yield(new);
 	return 0;
 }
 
@@ -169,7 +175,7 @@ LG_EXPORT int dup2(int old, int new)
 {
 	if (!GUARDED() || old == new)
 		return LG_REAL(dup2)(old, new);
-	if (LG_UNLIKELY(before_dup_onto(new) != 0)) {
+	if (LG_UNLIKELY(before_dup_onto(old, new) != 0)) {
 		errno = EMFILE;
 		return -1;
 	}
@@ -180,7 +186,7 @@ LG_EXPORT int dup3(int old, int new, int flags)
 {
 	if (!GUARDED() || old == new)
 		return LG_REAL(dup3)(old, new, flags);
-	if (LG_UNLIKELY(before_dup_onto(new) != 0)) {
+	if (LG_UNLIKELY(before_dup_onto(old, new) != 0)) {
 		errno = EMFILE;
 		return -1;
 	}

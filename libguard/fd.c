@@ -472,6 +472,23 @@ static bool ours(int fd, int dirfd)
 	return fd == dirfd || fd == reserve_fd || lg_guardian_owns_fd(fd) || own(fd);
 }
 
+void lg_fd_guard_yield(int fd)
+{
+	if (fd < 0)
+		return;
+	lg_guardian_yield_fd(fd);
+	lg_fd_reserve_disown(fd);
+	if (own(fd)) {
+		/* Made at init by someone of ours (libunwind's validation pipe, the clock's timerfd,
+		 * which checks itself before each use). Whoever it was cannot be told the new number:
+		 * a pipe is libunwind's, and unwinding must stop using it. */
+		struct stat st;
+		if (syscall(SYS_fstat, fd, &st) == 0 && S_ISFIFO(st.st_mode))
+			lg_stack_disable();
+		disown(fd);
+	}
+}
+
 bool lg_fd_guard_owns(int fd)
 {
 	return fd >= 0 && ours(fd, -1);

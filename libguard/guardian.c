@@ -19,6 +19,7 @@
 #include "libguard/internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ struct task {
 
 static struct task tasks[MAX_TASKS];
 static _Atomic int ntasks;
-static int wake_fd = -1;
+static _Atomic int wake_fd = -1;   /* moved when the program dup2()s onto it */
 static _Atomic int running;
 static _Atomic int stopping;
 static _Atomic int report_requested;
@@ -115,6 +116,17 @@ void lg_guardian_soon(lg_task_fn fn)
 bool lg_guardian_owns_fd(int fd)
 {
 	return fd >= 0 && fd == wake_fd;
+}
+
+void lg_guardian_yield_fd(int fd)
+{
+	if (fd < 0 || fd != wake_fd)
+		return;
+	int saved = errno;
+	int moved = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, fd + 1);
+	/* The program's dup2 closes the old number; the thread polls/reads wake_fd afresh. */
+	wake_fd = moved >= 0 ? moved : -1;
+	errno = saved;
 }
 
 bool lg_guardian_is_self(void)

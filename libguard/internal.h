@@ -194,6 +194,8 @@ void lg_guardian_soon(lg_task_fn fn);
 bool lg_guardian_is_self(void);
 /* The guard's own descriptors (not the program's: never counted, never closed for it). */
 bool lg_guardian_owns_fd(int fd);
+/* The program dup2()s onto the guardian's wake fd: move ours to another number first. */
+void lg_guardian_yield_fd(int fd);
 /* fork: the child has no guardian thread; start a new one (or defer it). */
 void lg_guardian_after_fork_child(void);
 /* The thread is needed now (the program makes its first thread, a listener is held): start it
@@ -248,6 +250,7 @@ uint32_t lg_stack_capture(unsigned skip);
 #define LG_STACK_BUF (LG_STACK_MAX_DEPTH + 20)
 int unw_backtrace(void **frames, int max);   /* libunwind.h, without its other declarations */
 int lg_stack_want(unsigned skip);
+void lg_stack_disable(void);
 uint32_t lg_stack_intern_from(void *const *frames, int n, const void *ret, unsigned skip);
 
 /* The capture itself, inlined: the stack recorded starts at the frame that ret returns to,
@@ -468,6 +471,8 @@ bool lg_fd_reserve_release(void);
 void lg_fd_reserve_disown(int fd);
 /* The guard's own descriptors (reserve, guardian, those made before the program ran). */
 bool lg_fd_guard_owns(int fd);
+/* Before the program dup2()s onto fd: give up (or move) any descriptor of ours at that number. */
+void lg_fd_guard_yield(int fd);
 void lg_fd_reserve_restore(void);
 /* net.c: hold a listener's readiness back in epoll until until_ns (or, LG_HOLD_FD, until an fd
  * is closed). 0, or -1 when it is in no epoll set we know of (the caller sheds instead). */

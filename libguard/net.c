@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -312,6 +313,23 @@ int lg_net_accept(int lfd, struct sockaddr *addr, socklen_t *len, int flags)
  * connect
  * ------------------------------------------------------------------------------------------- */
 
+/* true when every installed signal handler has SA_RESTART (only asked after an EINTR). */
+static bool all_handlers_restart(void)
+{
+	int saved = errno;
+	bool all = true;
+
+	for (int sig = 1; sig < NSIG && all; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) != 0)
+			continue;
+		if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
+			all = false;
+	}
+	errno = saved;
+	return all;
+}
+
 /* A blocking connect with a deadline: non-blocking connect + poll, the program's flags put back
  * whatever happens. Returns the connect's result with its errno (ETIMEDOUT at the deadline). */
 static __attribute__((noinline)) int connect_with_timeout(int fd, const struct sockaddr *addr, socklen_t len, int fl,
@@ -323,7 +341,9 @@ static __attribute__((noinline)) int connect_with_timeout(int fd, const struct s
 		return LG_REAL(connect)(fd, addr, len);
 	rc = LG_REAL(connect)(fd, addr, len);
 	err = errno;
-	if (rc == 0 || err != EINPROGRESS)
+	/* EALREADY: an earlier attempt (cut short by a signal) is still going: a blocking
+	 * connect waits for it. */
+	if (rc == 0 || (err != EINPROGRESS && err != EALREADY))
 		goto out;
 
 	uint64_t deadline = lg_now_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -342,8 +362,15 @@ static __attribute__((noinline)) int connect_with_timeout(int fd, const struct s
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 		int ms = (int)((deadline - now + 999999) / 1000000);
 		int n = LG_REAL(poll)(&pfd, 1, ms);
-		if (n < 0 && errno == EINTR)
-			continue;   /* the connect goes on in the kernel; so does our wait */
+		if (n < 0 && errno == EINTR) {
+			/* A blocking connect is restarted after a handler with SA_RESTART and fails
+			 * with EINTR otherwise (the connect goes on in the kernel either way). */
+			if (all_handlers_restart())
+				continue;
+			rc = -1;
+			err = EINTR;
+			goto out;
+		}
 		if (n < 0) {
 			rc = -1;
 			err = errno;
@@ -351,12 +378,13 @@ static __attribute__((noinline)) int connect_with_timeout(int fd, const struct s
 		}
 		if (n == 0)
 			continue;
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-			soerr = errno;
-		rc = soerr ? -1 : 0;
-		err = soerr;
+		/* Collect the result with connect itself, as the blocking call would: it moves the
+		 * socket to connected (a later connect then fails with EISCONN) or, on failure, back
+		 * to unconnected (a later connect tries again instead of failing ECONNABORTED). */
+		rc = LG_REAL(connect)(fd, addr, len);
+		err = errno;
+		if (rc != 0 && (err == EALREADY || err == EINPROGRESS))
+			continue;
 		goto out;
 	}
 out:
@@ -408,7 +436,9 @@ int lg_net_connect(int fd, const struct sockaddr *addr, socklen_t len)
 			break;
 		}
 	}
-	int fl = (tmo && inet) ? LG_REAL(fcntl)(fd, F_GETFL) : -1;
+	/* The program's own SO_SNDTIMEO is its connect timeout (socket(7)): ours never replaces it. */
+	bool own_tmo = lg_fd_flags(fd) & LG_FDF_USER_SNDTIMEO;
+	int fl = (tmo && inet && !own_tmo) ? LG_REAL(fcntl)(fd, F_GETFL) : -1;
 	if (fl < 0) {
 		rc = LG_REAL(connect)(fd, addr, len);
 	} else if (fl & O_NONBLOCK) {

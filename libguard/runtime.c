@@ -73,7 +73,8 @@ int lg_fd_move_high(int fd)
 	/* Just under min(soft limit, 1024): above what shells and daemons name by hand (bash keeps
 	 * its own at 10 and 255), and never growing the kernel's fd table past 1024 entries. */
 	long top = rl.rlim_cur < 1024 ? (long)rl.rlim_cur : 1024;
-	long base = top - 64;
+	/* A small limit: the upper half, still out of the way of the lowest free numbers. */
+	long base = top > 128 ? top - 64 : top / 2;
 	if (base <= fd)
 		return fd;
 	int saved = errno;

@@ -360,9 +360,21 @@ static unsigned caller_frame(void *const *frames, int n, const void *ret)
 	return 2;
 }
 
+/* Set when the program takes over a descriptor libunwind keeps for itself (its address-validation
+ * pipe, made at boot in the program's fd space): unwinding would then read and write the
+ * program's descriptor (and block on it). Stacks are given up rather than the program's fd. */
+static _Atomic int unwinder_off;
+
+void lg_stack_disable(void)
+{
+	if (!atomic_exchange(&unwinder_off, 1))
+		lg_warn("the program replaced a descriptor the unwinder uses: stacks are off from now on");
+}
+
 int lg_stack_want(unsigned skip)
 {
-	if (atomic_load_explicit(&stk.state, memory_order_acquire) != REGION_READY)
+	if (atomic_load_explicit(&stk.state, memory_order_acquire) != REGION_READY ||
+	    atomic_load_explicit(&unwinder_off, memory_order_relaxed))
 		return 0;
 	if (skip > STACK_SKIP_MAX)
 		skip = STACK_SKIP_MAX;
