@@ -113,7 +113,7 @@ static int own_pipe(int rc, int fds[2])
 
 LG_EXPORT int pipe(int fds[2])
 {
-	if (lg_tls.busy && lg_state() != LG_UNINIT)
+	if (lg_own_call() && lg_state() != LG_UNINIT)
 		return own_pipe(LG_REAL(pipe)(fds), fds);
 	if (!GUARDED())
 		return LG_REAL(pipe)(fds);
@@ -123,7 +123,7 @@ LG_EXPORT int pipe(int fds[2])
 
 LG_EXPORT int pipe2(int fds[2], int flags)
 {
-	if (lg_tls.busy && lg_state() != LG_UNINIT)
+	if (lg_own_call() && lg_state() != LG_UNINIT)
 		return own_pipe(LG_REAL(pipe2)(fds, flags), fds);
 	if (!GUARDED())
 		return LG_REAL(pipe2)(fds, flags);

@@ -223,6 +223,16 @@ static void atfork_child(void)
 	lg_leave();
 }
 
+/* hooks/vfork.c: the parent's first hook after vfork takes LG_VFORK_BUSY off; in the child
+ * (another pid on the same memory) it stays. */
+bool lg_vfork_settle(void)
+{
+	if (lg_tls.busy < LG_VFORK_BUSY || getpid() != lg_tls.vfork_pid)
+		return false;
+	lg_tls.busy -= LG_VFORK_BUSY;
+	return true;
+}
+
 /* ---- signals ---- */
 
 static void on_report_signal(int signo)
