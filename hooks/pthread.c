@@ -309,23 +309,16 @@ rwlock_clocklock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *ab
 	return rwlock_clock_slow(l, clock, abs, lock, caller);
 }
 
-LG_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clock,
-					 const struct timespec *abs)
-{
-	int rc = rwlock_clocklock(l, clock, abs, LG_REAL(pthread_rwlock_clockrdlock), try_rd,
-				  __builtin_return_address(0));
-	NO_SIBCALL();
-	return rc;
-}
-
-LG_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clock,
-					 const struct timespec *abs)
-{
-	int rc = rwlock_clocklock(l, clock, abs, LG_REAL(pthread_rwlock_clockwrlock), try_wr,
-				  __builtin_return_address(0));
-	NO_SIBCALL();
-	return rc;
-}
+#define RWLOCK_CLOCK_HOOK(name, try)                                                               \
+	LG_EXPORT int name(pthread_rwlock_t *l, clockid_t clock, const struct timespec *abs)       \
+	{                                                                                          \
+		int rc = rwlock_clocklock(l, clock, abs, LG_REAL(name), try,                       \
+					  __builtin_return_address(0));                            \
+		NO_SIBCALL();                                                                      \
+		return rc;                                                                         \
+	}
+RWLOCK_CLOCK_HOOK(pthread_rwlock_clockrdlock, try_rd)
+RWLOCK_CLOCK_HOOK(pthread_rwlock_clockwrlock, try_wr)
 
 /* ---- threads ---- */
 
