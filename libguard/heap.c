@@ -601,9 +601,6 @@ static inline __attribute__((always_inline)) bool may_sample(size_t size)
 {
 	int st = lg_state();
 
-	if (LG_UNLIKELY(lg_tls.busy >= LG_VFORK_BUSY))
-		lg_vfork_settle();
-
 	if (LG_LIKELY(st == LG_READY && heap.enabled && !lg_tls.busy))
 		return true;
 	if (st == LG_READY && heap.enabled) {

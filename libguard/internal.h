@@ -41,7 +41,6 @@ enum lg_state { LG_UNINIT = 0, LG_BOOTING, LG_READY, LG_EXITING, LG_DISABLED };
 /* Everything a thread keeps for the guard. Kept small: it lives in static TLS. */
 struct lg_thread {
 	int busy;                    /* > 0 while inside the guard: hooks pass straight through */
-	int vfork_pid;               /* the pid this thread had when it called vfork (hooks/vfork.c) */
 	int64_t heap_countdown;      /* bytes until the next sampled allocation; < 0 = slow path */
 	uint64_t rng;                /* xorshift state, 0 = not seeded */
 	uint64_t mono_last_ns;       /* last CLOCK_MONOTONIC this thread saw (regression check) */
@@ -62,18 +61,13 @@ static inline int lg_state(void)
 
 /* The one check every hook makes before doing guard work. */
 /* vfork (hooks/vfork.c) adds LG_VFORK_BUSY to the calling thread's busy count: the child, which
- * runs on that thread's memory until it execs, passes through every hook. The parent takes it
- * off at its first hook after the child has gone (lg_vfork_settle). */
+ * runs on that thread's memory until it execs, passes through every hook. vfork takes it off
+ * again in the parent as the system call returns there. */
 #define LG_VFORK_BUSY 0x10000
-bool lg_vfork_settle(void);   /* false: this is the vfork child (still busy) */
 
 static inline bool lg_active(void)
 {
-	if (LG_LIKELY(atomic_load_explicit(&lg_state_var, memory_order_relaxed) == LG_READY &&
-		      lg_tls.busy == 0))
-		return true;
-	return LG_UNLIKELY(lg_tls.busy >= LG_VFORK_BUSY) && lg_vfork_settle() &&
-	       atomic_load_explicit(&lg_state_var, memory_order_relaxed) == LG_READY &&
+	return LG_LIKELY(atomic_load_explicit(&lg_state_var, memory_order_relaxed) == LG_READY) &&
 	       lg_tls.busy == 0;
 }
 

@@ -223,16 +223,6 @@ static void atfork_child(void)
 	lg_leave();
 }
 
-/* hooks/vfork.c: the parent's first hook after vfork takes LG_VFORK_BUSY off; in the child
- * (another pid on the same memory) it stays. */
-bool lg_vfork_settle(void)
-{
-	if (lg_tls.busy < LG_VFORK_BUSY || getpid() != lg_tls.vfork_pid)
-		return false;
-	lg_tls.busy -= LG_VFORK_BUSY;
-	return true;
-}
-
 /* ---- signals ---- */
 
 static void on_report_signal(int signo)
@@ -373,6 +363,10 @@ __attribute__((destructor(101))) static void lg_destructor(void)
 {
 	int expected = LG_READY;
 
+	/* exit() in a vfork child (its exec failed) runs this on the parent's memory: leave the
+	 * parent's guard running, and write no report for the child. */
+	if (lg_tls.busy >= LG_VFORK_BUSY)
+		return;
 	if (!atomic_compare_exchange_strong(&lg_state_var, &expected, LG_EXITING))
 		return;
 	lg_enter();

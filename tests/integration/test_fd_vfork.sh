@@ -3,6 +3,8 @@
 # (as Python's subprocess does) are not the parent's and must not change the parent's fd table.
 # The parent's report names its own fds at their sites, none untracked, and no pipe made by the
 # child; and the parent is tracked again after vfork returns (two files opened then are named).
+# Also (guard_stats' open fd count): a fork right after vfork makes a tracked child, and a vfork
+# child whose exec fails and that calls exit() (not _exit) leaves the parent tracked.
 . "$(dirname "$0")/lib.sh"
 need python3
 
@@ -69,4 +71,54 @@ print("sites", sites, "untracked", d["fd"]["untracked"])
 assert sites == {("keep_files", "file"): 4, ("after_child", "file"): 2}, sites
 assert d["fd"]["untracked"] == 0, d["fd"]["untracked"]
 PY
-echo "ok: vfork children's dup2/close left the parent's table alone; the parent is tracked after"
+build_c vf2 -ldl <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+struct guard_stats { uint64_t heap_live_bytes, fds_open, threads_live, violations; };
+static long fds(void)
+{
+	void (*gs)(struct guard_stats *) = (void (*)(struct guard_stats *))dlsym(RTLD_DEFAULT, "guard_stats");
+	struct guard_stats s;
+	if (!gs)
+		return -1;
+	gs(&s);
+	return (long)s.fds_open;
+}
+int main(void)
+{
+	long base = fds();
+	pid_t c = vfork();
+	if (c == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(c, NULL, 0);   /* not hooked: nothing of ours runs before the fork */
+	pid_t f = fork();
+	if (f == 0) {
+		open("/dev/null", O_RDONLY);
+		printf("fork child %s\n", fds() == base + 1 ? "tracked" : "NOT tracked");
+		fflush(stdout);
+		_exit(0);
+	}
+	waitpid(f, NULL, 0);
+	c = vfork();
+	if (c == 0) {
+		execl("/nonexistent", "x", (char *)NULL);
+		exit(127);   /* wrong in a vfork child, and common: runs the exit handlers */
+	}
+	waitpid(c, NULL, 0);
+	open("/dev/null", O_RDONLY);
+	printf("parent %s\n", fds() == base + 1 ? "tracked" : "NOT tracked");
+	return 0;
+}
+C
+guarded ./vf2 > out2 2> err2 || fail "vf2 failed: $(cat err2)"
+grep -qx "fork child tracked" out2 || fail "a fork right after vfork made an unguarded child: $(cat out2)"
+grep -qx "parent tracked" out2 || fail "exit() in a vfork child turned the parent's guard off: $(cat out2)"
+echo "ok: vfork children's dup2/close left the parent's table alone; the parent is tracked after, and so is a fork child"
