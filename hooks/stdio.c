@@ -50,20 +50,6 @@ int __openat64_2(int dirfd, const char *path, int flags);
 		}                                                                                  \
 	} while (0)
 
-/* Record the descriptor behind a stream the real call returned (NULL: its failure). */
-static inline __attribute__((always_inline)) void *made_stream(void *stream, int fd, int kind)
-{
-	int err = errno;
-
-	if (stream && fd >= 0)
-		lg_fd_on_create(fd, kind, 0, 1);
-	else if (!stream)
-		lg_fd_after_create(-1, err, 1);
-	lg_guardian_poll();
-	errno = err;
-	return stream;
-}
-
 /* The descriptor behind a stream or directory the program passes in, -1 for none (errno kept:
  * fclose of an fmemopen stream must not leave EBADF behind). The pointer
  * is laundered: glibc declares some of these arguments nonnull, which would let the compiler drop
@@ -105,7 +91,8 @@ static inline void closing(int fd)
 			return real args;                                                          \
 		REFUSE_STREAM_IF_FULL();                                                           \
 		type *r = real args;                                                               \
-		return made_stream(r, r ? fd_of(r) : -1, kind);                                    \
+		made(r ? fd_of(r) : -1, kind);   /* a stream made always has its descriptor */     \
+		return r;                                                                          \
 	}
 
 /* A hook for a call that closes a stream's (or directory's) descriptor: forgotten first. */
@@ -154,7 +141,8 @@ CLOSE_HOOK(FILE, pclose, stream_fd)
 			return real(path, mode, stream);                                           \
 		closing(stream_fd(stream));                                                        \
 		FILE *f = real(path, mode, stream);                                                \
-		return made_stream(f, f ? fileno(f) : -1, LG_FD_FILE);                             \
+		made(f ? fileno(f) : -1, LG_FD_FILE);                                              \
+		return f;                                                                          \
 	}
 FREOPEN_HOOK(freopen)
 FREOPEN_HOOK(freopen64)

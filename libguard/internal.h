@@ -59,12 +59,12 @@ static inline int lg_state(void)
 	return atomic_load_explicit(&lg_state_var, memory_order_acquire);
 }
 
-/* The one check every hook makes before doing guard work. */
 /* vfork (hooks/vfork.c) adds LG_VFORK_BUSY to the calling thread's busy count: the child, which
  * runs on that thread's memory until it execs, passes through every hook. vfork takes it off
  * again in the parent as the system call returns there. */
 #define LG_VFORK_BUSY 0x10000
 
+/* The one check every hook makes before doing guard work. */
 static inline bool lg_active(void)
 {
 	return LG_LIKELY(atomic_load_explicit(&lg_state_var, memory_order_relaxed) == LG_READY) &&

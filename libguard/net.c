@@ -437,8 +437,8 @@ int lg_net_connect(int fd, const struct sockaddr *addr, socklen_t len)
 		}
 	}
 	/* The program's own SO_SNDTIMEO is its connect timeout (socket(7)): ours never replaces it. */
-	bool own_tmo = lg_fd_flags(fd) & LG_FDF_USER_SNDTIMEO;
-	int fl = (tmo && inet && !own_tmo) ? LG_REAL(fcntl)(fd, F_GETFL) : -1;
+	int fl = (tmo && inet && !(lg_fd_flags(fd) & LG_FDF_USER_SNDTIMEO)) ? LG_REAL(fcntl)(fd, F_GETFL)
+									     : -1;
 	if (fl < 0) {
 		rc = LG_REAL(connect)(fd, addr, len);
 	} else if (fl & O_NONBLOCK) {

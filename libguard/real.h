@@ -114,7 +114,6 @@ struct rlimit64;
 	X(OPTIONAL, int, pthread_rwlock_clockwrlock,                                              \
 	  (pthread_rwlock_t *, clockid_t, const struct timespec *))                               \
 	X(REQUIRED, int, pthread_rwlock_unlock, (pthread_rwlock_t *))                             \
-	/* processes and the loader */                                                            \
 	/* descriptors opened and closed inside libc (hooks/stdio.c) */                            \
 	X(REQUIRED, FILE *, fopen, (const char *, const char *))                                  \
 	X(REQUIRED, FILE *, fopen64, (const char *, const char *))                                \
@@ -139,6 +138,7 @@ struct rlimit64;
 	X(REQUIRED, int, __open64_2, (const char *, int))                                         \
 	X(REQUIRED, int, __openat_2, (int, const char *, int))                                    \
 	X(REQUIRED, int, __openat64_2, (int, const char *, int))                                  \
+	/* processes and the loader */                                                            \
 	X(REQUIRED, void *, dlopen, (const char *, int))                                          \
 	X(REQUIRED, int, dlclose, (void *))
 
