@@ -4,8 +4,9 @@
 # (guard-disabled: the hooks only forward), the heap guard on but sampling nothing (guard-hooks:
 # sample_bytes 2^40, what the hooks alone cost while the heap guard is on), only the heap guard at
 # default sampling (guard-heap), the default policy (guard-default: every guard on, heap sampling at 512 KiB),
-# libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true) and
-# heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are
+# libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true), the
+# same with its stack capture replaced by one constant frame (je-prof-1frame: jemalloc's sampling
+# and bookkeeping alone, bench/je_prof_1frame.c) and heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are
 # interleaved in rounds; each ratio is the median over rounds of the ratio to jemalloc alone in
 # the same round.
 # Two workloads (bench/malloc.c's TOUCH): "1", where each block gets one byte written and the
@@ -52,6 +53,7 @@ EOF
 prof=no
 if MALLOC_CONF=stats_print:true LD_PRELOAD=$JE /bin/true 2>&1 | grep -q 'config.prof: true'; then
   prof=yes
+  cc -O2 -shared -fPIC -o "$W/je_prof_1frame.so" bench/je_prof_1frame.c -ljemalloc || exit 2
 fi
 have_heaptrack=no
 command -v heaptrack >/dev/null && have_heaptrack=yes
@@ -68,12 +70,15 @@ run() {   # run VARIANT TOUCH: prints ns/op
     guard-heap)    LD_PRELOAD=$LIB GUARD_POLICY=$W/heap.json "$W/malloc" $a ;;
     guard-every)   LD_PRELOAD=$LIB GUARD_POLICY=$W/every.json "$W/malloc" $a ;;
     je-prof)   (cd "$W" && LD_PRELOAD=$JE MALLOC_CONF=prof:true,prof_final:false "$W/malloc" $a) ;;
+    # jemalloc first: preloaded alone, the hook's library would bring it in after libc.
+    je-prof-1frame) (cd "$W" && LD_PRELOAD="$JE $W/je_prof_1frame.so" \
+                     MALLOC_CONF=prof:true,prof_final:false "$W/malloc" $a) ;;
     heaptrack) (cd "$W" && heaptrack -o "$W/ht" "$W/malloc" $a 2>/dev/null | grep -E '^[0-9.]+$'; rm -f "$W"/ht*) ;;
   esac
 }
 
 variants="glibc jemalloc guard-off guard-disabled guard-hooks guard-heap guard-default guard-every"
-[ $prof = yes ] && variants="$variants je-prof"
+[ $prof = yes ] && variants="$variants je-prof je-prof-1frame"
 [ $have_heaptrack = yes ] && variants="$variants heaptrack"
 for touch in $TOUCHES; do
   : > "$W/res"
