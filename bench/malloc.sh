@@ -6,9 +6,9 @@
 # default sampling (guard-heap), the default policy (guard-default: every guard on, heap sampling at 512 KiB),
 # libguard sampling every allocation (guard-every), jemalloc's own profiler (prof:true), the
 # same with its stack capture replaced by one constant frame (je-prof-1frame: jemalloc's sampling
-# and bookkeeping alone, bench/je_prof_1frame.c) and heaptrack. Figures are CPU time per operation inside the program (see bench/malloc.c). Runs are
-# interleaved in rounds; each ratio is the median over rounds of the ratio to jemalloc alone in
-# the same round.
+# and bookkeeping alone, bench/je_prof_1frame.c) and heaptrack. Figures are CPU time per
+# operation inside the program (see bench/malloc.c). Runs are interleaved in rounds; each ratio
+# is the median over rounds of the ratio to jemalloc alone in the same round.
 # Two workloads (bench/malloc.c's TOUCH): "1", where each block gets one byte written and the
 # allocator is nearly all the work, and "full", where each block is filled as a program that
 # uses its memory does. Also: guard.self_bytes against the program's heap at default sampling.
@@ -53,7 +53,11 @@ EOF
 prof=no
 if MALLOC_CONF=stats_print:true LD_PRELOAD=$JE /bin/true 2>&1 | grep -q 'config.prof: true'; then
   prof=yes
-  cc -O2 -shared -fPIC -o "$W/je_prof_1frame.so" bench/je_prof_1frame.c -ljemalloc || exit 2
+fi
+prof1=no
+if [ $prof = yes ] &&
+   cc -O2 -shared -fPIC -o "$W/je_prof_1frame.so" bench/je_prof_1frame.c -ljemalloc; then
+  prof1=yes
 fi
 have_heaptrack=no
 command -v heaptrack >/dev/null && have_heaptrack=yes
@@ -78,7 +82,8 @@ run() {   # run VARIANT TOUCH: prints ns/op
 }
 
 variants="glibc jemalloc guard-off guard-disabled guard-hooks guard-heap guard-default guard-every"
-[ $prof = yes ] && variants="$variants je-prof je-prof-1frame"
+[ $prof = yes ] && variants="$variants je-prof"
+[ $prof1 = yes ] && variants="$variants je-prof-1frame"
 [ $have_heaptrack = yes ] && variants="$variants heaptrack"
 for touch in $TOUCHES; do
   : > "$W/res"
