@@ -38,13 +38,16 @@ static inline __attribute__((always_inline)) int made2(int rc, int *fds, int kin
 	return rc;
 }
 
-#define REFUSE_IF_FULL(n)                                                                          \
+/* fd.max refuses n more descriptors: the hook returns fail (-1 for a call that returns an fd,
+ * NULL for one that returns a stream) with EMFILE, as the kernel's refusal would leave it. */
+#define REFUSE_IF_FULL_OR(n, fail)                                                                 \
 	do {                                                                                       \
 		if (LG_UNLIKELY(lg_fd_admit((n), 1) != 0)) {                                      \
 			errno = EMFILE;                                                            \
-			return -1;                                                                 \
+			return fail;                                                               \
 		}                                                                                  \
 	} while (0)
+#define REFUSE_IF_FULL(n) REFUSE_IF_FULL_OR(n, -1)
 
 #define GUARDED() (lg_active() && lg_fd_tracking())
 

@@ -42,14 +42,6 @@ int __openat64_2(int dirfd, const char *path, int flags);
 		return fail;                                                                       \
 	}
 
-#define REFUSE_STREAM_IF_FULL()                                                                    \
-	do {                                                                                       \
-		if (LG_UNLIKELY(lg_fd_admit(1, 1) != 0)) {                                         \
-			errno = EMFILE;                                                            \
-			return NULL;                                                               \
-		}                                                                                  \
-	} while (0)
-
 /* The descriptor behind a stream or directory the program passes in, -1 for none (errno kept:
  * fclose of an fmemopen stream must not leave EBADF behind). The pointer
  * is laundered: glibc declares some of these arguments nonnull, which would let the compiler drop
@@ -89,7 +81,7 @@ static inline void closing(int fd)
                                                                                                    \
 		if (!GUARDED())                                                                    \
 			return real args;                                                          \
-		REFUSE_STREAM_IF_FULL();                                                           \
+		REFUSE_IF_FULL_OR(1, NULL);                                                        \
 		type *r = real args;                                                               \
 		made(r ? fd_of(r) : -1, kind);   /* a stream made always has its descriptor */     \
 		return r;                                                                          \
