@@ -30,6 +30,13 @@
 #define LG_TLS __thread __attribute__((tls_model("initial-exec")))
 #define LG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The file name at the end of a path (the whole path if it has no slash). */
+static inline const char *lg_base_name(const char *path)
+{
+	const char *slash = __builtin_strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * runtime.c: state machine, init, per-thread state, clocks for the guard's own use
  * ------------------------------------------------------------------------------------------- */

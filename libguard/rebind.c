@@ -142,12 +142,6 @@ static bool in_text(const struct object *o, uintptr_t addr)
 
 /* ---- objects loaded at start-up ---- */
 
-static const char *base_name(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	return slash ? slash + 1 : path;
-}
-
 static int collect_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct walk *w = arg;
@@ -184,7 +178,7 @@ static bool needs(const struct startup *from, const struct startup *to)
 			continue;
 		const char *needed = (const char *)(from->strtab + d->d_un.d_val);
 		if ((to->soname && strcmp(to->soname, needed) == 0) ||
-		    strcmp(base_name(to->name), needed) == 0)
+		    strcmp(lg_base_name(to->name), needed) == 0)
 			return true;
 	}
 	return false;

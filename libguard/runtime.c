@@ -155,10 +155,8 @@ static void read_identity(void)
 	 * interpreter that is "python3" rather than "python3.11". */
 	extern char *program_invocation_short_name;
 	const char *name = program_invocation_short_name;
-	if (!name || !*name) {
-		const char *slash = strrchr(exe_path, '/');
-		name = slash ? slash + 1 : exe_path;
-	}
+	if (!name || !*name)
+		name = lg_base_name(exe_path);
 	snprintf(exe_name, sizeof(exe_name), "%s", *name ? name : "unknown");
 }
 
@@ -303,8 +301,7 @@ bool lg_preload_names(const char *path)
 
 	if (!preload || !*preload || !path || !path[0] || stat(path, &self) != 0)
 		return false;
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
+	const char *base = lg_base_name(path);
 	for (const char *p = preload; *p;) {
 		size_t n = strcspn(p, " :");
 		char entry[LG_POLICY_PATH_MAX];

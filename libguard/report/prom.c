@@ -313,9 +313,8 @@ int lg_write_prom(const struct lg_snapshot *s, struct lg_out *o)
 	struct prom m = { .o = o };
 	char program[256];
 	const char *exe = s->guard.exe ? s->guard.exe : "";
-	const char *slash = strrchr(exe, '/');
 
-	label_value(program, sizeof(program), slash ? slash + 1 : exe);
+	label_value(program, sizeof(program), lg_base_name(exe));
 	snprintf(m.common, sizeof(m.common), "program=\"%s\",pid=\"%d\"", program, (int)s->guard.pid);
 	write_guard(&m, s);
 	if (s->heap.present)
