@@ -16,9 +16,9 @@
 
 #include <errno.h>
 #include <gnu/libc-version.h>
-#include <stdio.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
